@@ -1,0 +1,15 @@
+# SPDX-License-Identifier: GPL-2.0-only
+"""Constants of the trace format and the modelled architecture."""
+
+PAGE_SHIFT = 12
+PAGE_SIZE = 1 << PAGE_SHIFT
+
+#: The trace window: every range a trace names lies in [WINDOW_START, WINDOW_END).
+WINDOW_START = 0x100000000000
+WINDOW_END = 0x200000000000
+
+#: Largest `pages`/`new_pages` a trace op may name.
+MAX_PAGES = 1 << 20
+
+PROTS = ("rw", "r", "none")
+ADVICES = ("dontneed", "free", "pageout", "cold", "willneed", "volatile")
