@@ -1,0 +1,131 @@
+# SPDX-License-Identifier: GPL-2.0-only
+"""The invariant checker: the model's CONFIG_DEBUG_VM.
+
+check_machine asserts, for the whole machine:
+  - every mm's VMAs are sorted, do not overlap, belong to it, are live, and
+    have one PTE slot per page; the slab's VMA count equals the VMAs linked;
+  - every present anonymous PTE maps an allocated PG_anon frame, and an
+    uncharged rmap walk from that frame finds this very PTE;
+  - each frame's mapcount equals the PTEs mapping it, its refcount is the
+    mapcount plus one for the swap cache, and no allocated frame is
+    unreferenced (no leak);
+  - rss and swap-entry counts of each mm match its page tables;
+  - a VMA with anonymous pages has an anon_vma (a lineage), and for the
+    anon_vma schemes VMAs share an anon_vma exactly when they share a
+    lineage;
+  - the scheme's own invariants (every anon_vma reachable, freed once unused);
+  - with no task left, no frame, VMA, anon_vma, avc, pte_chain or anonmm.
+Raises ModelBug with a description of the first violation.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .errors import ModelBug
+from .mm_types import PTE_PRESENT, PTE_SHIFT, PTE_SWAP
+from .page_alloc import PG_ANON, PG_SWAPCACHE
+from .rmap.core import find_mappings
+
+if TYPE_CHECKING:
+    from .machine import Machine
+
+
+def _fail(msg: str) -> None:
+    raise ModelBug(msg)
+
+
+def check_machine(m: Machine) -> None:
+    ft = m.frames
+    nframes = ft.next_unused
+    maps = np.zeros(nframes, np.int64)
+    nvmas = 0
+    pte_frames: list[np.ndarray] = []
+    pte_where: list[tuple[object, np.ndarray]] = []
+    for name, task in m.tasks.items():
+        mm = task.mm
+        if mm is None or mm.dead:
+            _fail(f"task {name} is alive without an mm")
+        prev_end = -1
+        rss = swapents = 0
+        lineage_av: dict[int, object] = {}
+        for vma in mm.vmas:
+            nvmas += 1
+            if vma.dead or vma.mm is not mm:
+                _fail(f"{name}: dead or foreign {vma} linked")
+            if vma.start < prev_end or vma.start >= vma.end:
+                _fail(f"{name}: VMAs overlap or are empty at {vma}")
+            prev_end = vma.end
+            if vma.pt is None or len(vma.pt) != vma.end - vma.start:
+                _fail(f"{name}: {vma} has {0 if vma.pt is None else len(vma.pt)} PTE slots")
+            pt = vma.pt
+            present = (pt & PTE_PRESENT) != 0
+            frames = pt >> PTE_SHIFT
+            anon = present & (frames != 0)
+            idx = np.flatnonzero(anon)
+            swapents += int(np.count_nonzero(pt & PTE_SWAP))
+            if len(idx):
+                rss += len(idx)
+                f = frames[idx]
+                if f.max() >= nframes:
+                    _fail(f"{name}: {vma} maps a frame never allocated")
+                np.add.at(maps, f, 1)
+                if vma.lineage is None:
+                    _fail(f"{name}: {vma} maps anonymous pages without an anon_vma")
+                pte_frames.append(f)
+                pte_where.append((vma, vma.start + idx))
+            if m.rmap.uses_anon_vma:
+                if (vma.anon_vma is None) != (vma.lineage is None):
+                    _fail(f"{name}: {vma} anon_vma {vma.anon_vma} vs lineage {vma.lineage}")
+                if vma.lineage is not None:
+                    key = id(vma.lineage)
+                    seen = lineage_av.setdefault(key, vma.anon_vma)
+                    if seen is not vma.anon_vma:
+                        _fail(f"{name}: {vma} shares a lineage but not the anon_vma")
+        if m.rmap.uses_anon_vma:
+            avs = [v.anon_vma for v in mm.vmas if v.anon_vma is not None]
+            if len({id(a) for a in avs}) != len(lineage_av):
+                _fail(f"{name}: anon_vmas and lineages do not correspond one to one")
+        if rss != mm.rss:
+            _fail(f"{name}: rss {mm.rss} but {rss} anonymous PTEs")
+        if swapents != mm.swapents:
+            _fail(f"{name}: swapents {mm.swapents} but {swapents} swap PTEs")
+    if nvmas != m.slab.live["vma"]:
+        _fail(f"{m.slab.live['vma']} VMAs allocated but {nvmas} linked (leak)")
+
+    live = ft.allocated()
+    inuse = np.zeros(nframes, bool)
+    inuse[live] = True
+    if (maps[~inuse] != 0).any():
+        _fail(f"free frames are mapped: {np.flatnonzero(maps * ~inuse)[:5]}")
+    mc = ft.mapcount[:nframes].astype(np.int64)
+    bad = np.flatnonzero((mc != maps) & inuse)
+    if len(bad):
+        f = int(bad[0])
+        _fail(f"frame {f}: mapcount {mc[f]} but {maps[f]} PTEs map it")
+    swapcache = (ft.flags[:nframes] & PG_SWAPCACHE) != 0
+    want_ref = maps + swapcache
+    bad = np.flatnonzero((ft.refcount[:nframes] != want_ref) & inuse)
+    if len(bad):
+        f = int(bad[0])
+        _fail(f"frame {f}: refcount {ft.refcount[f]} but mapcount {maps[f]} "
+              f"+ swapcache {int(swapcache[f])}")
+    if len(live) and (ft.flags[live] & PG_ANON == 0).any():
+        _fail("an allocated frame is not an anonymous page")
+
+    # every PTE is found by an rmap walk from its frame
+    for (vma, vpns), frames in zip(pte_where, pte_frames):
+        for f, vpn in zip(frames.tolist(), vpns.tolist()):
+            found = find_mappings(m, f)
+            if not any(v is vma and p == vpn for v, p in found):
+                _fail(f"rmap walk from frame {f} misses {vma} at {vpn << 12:#x} "
+                      f"(mapping {ft.mapping[f]!r}, index {ft.index[f]:#x})")
+    if m.swap is not None:
+        m.swap.check(m)
+    m.rmap.check()
+    if not m.tasks:
+        leftovers = {k: v for k, v in m.objects().items() if v}
+        if leftovers and not (m.swap is not None and set(leftovers) == {"page"}):
+            _fail(f"no task left but objects remain: {leftovers}")

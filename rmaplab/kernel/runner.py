@@ -1,0 +1,388 @@
+# SPDX-License-Identifier: GPL-2.0-only
+"""Running a validated trace on the running kernel: run_on_kernel().
+
+The runner owns everything a run changes on the machine and gives it all
+back, in this order, however the run ends (normally, by an error, by SIGINT
+or SIGTERM): worker processes are killed and reaped first (so their swap
+entries are gone), then the swap area is switched off and its file and
+directory deleted, then page-cluster, the CPU affinity, the child-subreaper
+flag and the lock are restored.  While that cleanup runs, SIGINT and SIGTERM
+are blocked so that a second Ctrl-C cannot cut it short.
+
+Workers (worker.py) are forked from the runner for ``spawn`` and from each
+other for ``fork``.  The runner makes itself a child subreaper, so a worker
+whose parent task exited is re-parented here and can be reaped; workers
+ignore SIGCHLD, so a worker's own exited children never linger as zombies.
+Each worker is also watched through a pidfd, which works whether or not it
+is the runner's own child, and says when its address space is torn down.
+
+Determinism (TRACE_FORMAT.md): all processes of the run, the runner
+included, are pinned to one CPU; THP is off in every worker; page-cluster is
+0; after a ``pageout`` the runner waits for writeback to finish.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import select
+import signal
+import socket
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from ..consts import WINDOW_END, WINDOW_START
+from ..snapshot import canonical_snapshot
+from ..trace import Op
+from .observe import KernelUnavailable, Observer, preflight
+from .swap import (LOCK_PATH, PageCluster, RunLock, SwapArea, active_swaps, choose_swap_dir,
+                   wait_writeback)
+from .worker import (PR_SET_CHILD_SUBREAPER, WORKER_COMM, Libc, become_worker, recv_msg,
+                     send_msg)
+
+PR_GET_CHILD_SUBREAPER = 37
+_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+#: How long a killed or exiting worker may take to disappear.
+EXIT_TIMEOUT = 10.0
+
+
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM arrived during a run (after which the run cleaned up)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+class RunnerError(RuntimeError):
+    """Something the runner cannot explain (a bug, or a worker that vanished)."""
+
+
+@dataclass(slots=True, eq=False)
+class _Proc:
+    """One worker process: the task it runs, its pid, pidfd and channel."""
+
+    task: str
+    pid: int
+    pidfd: int
+    chan: socket.socket
+    alive: bool = True
+
+
+@contextlib.contextmanager
+def stop_signals_raise() -> Iterator[None]:
+    """Turn SIGINT/SIGTERM into Interrupted for the duration (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, _frame: Any) -> None:
+        raise Interrupted(signum)
+
+    saved = {s: signal.signal(s, handler) for s in _STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for s, h in saved.items():
+            signal.signal(s, h)
+
+
+@contextlib.contextmanager
+def signals_blocked() -> Iterator[None]:
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+class KernelRun:
+    """One run on the kernel: acquire machine settings, run ops, give them back."""
+
+    def __init__(self, *, cpu: int | None = None, lock_path: str = LOCK_PATH,
+                 wait_lock: float = 0.0, need_swap: bool = True) -> None:
+        self.cpu = cpu
+        self.lock_path = lock_path
+        self.wait_lock = wait_lock
+        self.need_swap = need_swap
+        self.libc = Libc()
+        self.procs: dict[str, _Proc] = {}
+        self.all_pids: list[int] = []
+        self.swap: SwapArea | None = None
+        self.observer: Observer | None = None
+        self._stack = contextlib.ExitStack()
+        # VM_LOCKED only ever comes from an mlock(2) in this run (a fresh
+        # worker has an empty window, fork clears VM_LOCKED in the child):
+        # until one is issued, snapshots skip the slow smaps read.
+        self.mlock_seen = False
+
+    # -- machine settings --------------------------------------------------
+
+    def __enter__(self) -> KernelRun:
+        with signals_blocked():
+            try:
+                self._acquire()
+            except BaseException:
+                self._release()
+                raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with signals_blocked():
+            self._release()
+
+    def _acquire(self) -> None:
+        preflight()
+        stack = self._stack
+        stack.callback(RunLock(self.lock_path, self.wait_lock).release)
+        others = active_swaps()
+        if others:
+            raise KernelUnavailable("a swap area is active (" + ", ".join(others) + "); kernel "
+                                    "runs need a machine without swap: swapoff it first")
+        self.swap = SwapArea(self.libc, choose_swap_dir() if self.need_swap else None)
+        self.observer = Observer()
+        stack.callback(self.observer.close)
+        saved_cpus = os.sched_getaffinity(0)
+        if self.cpu is None:
+            self.cpu = max(saved_cpus)
+        os.sched_setaffinity(0, {self.cpu})
+        stack.callback(os.sched_setaffinity, 0, saved_cpus)
+        flag = ctypes.c_int(0)
+        self.libc.prctl(PR_GET_CHILD_SUBREAPER, ctypes.addressof(flag), 0, 0, 0)
+        self.libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+        stack.callback(self.libc.prctl, PR_SET_CHILD_SUBREAPER, flag.value, 0, 0, 0)
+        stack.callback(PageCluster().restore)
+        stack.callback(self._swap_cleanup)
+        # Registered last so it runs first: workers die before the swap goes.
+        stack.callback(self._kill_workers)
+
+    def _release(self) -> None:
+        problems: list[str] = []
+        self._problems = problems
+        self._stack.close()
+        if problems:
+            raise RunnerError("cleanup incomplete: " + "; ".join(problems))
+
+    def _swap_cleanup(self) -> None:
+        if self.swap is not None:
+            self._problems.extend(self.swap.cleanup())
+
+    def _kill_workers(self) -> None:
+        for proc in self.procs.values():
+            if proc.alive:
+                with contextlib.suppress(ProcessLookupError):
+                    signal.pidfd_send_signal(proc.pidfd, signal.SIGKILL)
+        for proc in self.procs.values():
+            if proc.alive and not self._wait_gone(proc):
+                self._problems.append(f"worker pid {proc.pid} (task {proc.task}) did not exit")
+        for proc in self.procs.values():
+            with contextlib.suppress(OSError):
+                os.close(proc.pidfd)
+            proc.chan.close()
+        self.procs.clear()
+        # Safety net: a worker this run never heard of (a fork cut short) was
+        # re-parented to us, the subreaper, when its parent was killed.
+        for _ in range(100):
+            strays = worker_children()
+            if not strays:
+                break
+            for pid in strays:
+                # Our own unreaped children: their pids cannot be reused yet.
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(pid, 0)
+        else:
+            self._problems.append(f"stray worker processes left: {worker_children()}")
+
+    def _wait_gone(self, proc: _Proc) -> bool:
+        """Wait until ``proc`` has exited (its mm is gone), then reap it if it is ours."""
+        poller = select.poll()
+        poller.register(proc.pidfd, select.POLLIN)
+        if not poller.poll(int(EXIT_TIMEOUT * 1000)):
+            return False
+        proc.alive = False
+        # Our own child (spawned, or re-parented to us as subreaper) is a
+        # zombie now; a child of a live worker was reaped by it (SIGCHLD ignored).
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(proc.pid, 0)
+        return True
+
+    # -- the trace ---------------------------------------------------------
+
+    def run(self, ops: list[Op]) -> tuple[list[dict], list[dict]]:
+        results: list[dict] = []
+        snapshots: list[dict] = []
+        for op in ops:
+            res: dict[str, Any] = {"line": op.line, "op": op.op}
+            res.update(self.do_op(op, snapshots))
+            results.append(res)
+        return results, snapshots
+
+    def do_op(self, op: Op, snapshots: list[dict]) -> dict[str, Any]:
+        if op.model_only:
+            return {"ok": True, "skipped": True}
+        kind = op.op
+        if kind == "spawn":
+            assert op.task is not None
+            self._spawn(op.task)
+            return {"ok": True}
+        if kind == "swapon":
+            assert self.swap is not None and op.pages is not None
+            err = self.swap.on(op.pages)
+            return {"ok": True} if err is None else {"ok": False, "error": err}
+        if kind == "swapoff":
+            assert self.swap is not None
+            err = self.swap.off()
+            return {"ok": True} if err is None else {"ok": False, "error": err}
+        if kind == "snapshot":
+            snapshots.append(self._snapshot(op.label or ""))
+            return {"ok": True}
+        if kind == "reclaim":
+            return {"ok": True, "skipped": True}
+        proc = self.procs.get(op.task or "")
+        if proc is None or not proc.alive:
+            return {"ok": False, "error": "ESRCH"}
+        if kind == "fork":
+            assert op.child is not None
+            return self._fork(proc, op.child)
+        if kind == "exit":
+            self._call(proc, ("exit",))
+            if not self._wait_gone(proc):
+                raise RunnerError(f"worker pid {proc.pid} (task {proc.task}) did not exit")
+            os.close(proc.pidfd)
+            proc.chan.close()
+            del self.procs[proc.task]
+            return {"ok": True}
+        if kind == "read":
+            return self._call(proc, ("access", op.addr, op.pages, None))
+        if kind == "write":
+            return self._call(proc, ("access", op.addr, op.pages, op.value))
+        if kind == "mmap":
+            return self._call(proc, ("mmap", op.addr, op.pages, op.prot))
+        if kind == "mprotect":
+            return self._call(proc, ("mprotect", op.addr, op.pages, op.prot))
+        if kind == "mremap":
+            return self._call(proc, ("mremap", op.addr, op.pages, op.new_pages, op.new_addr))
+        if kind == "mlock":
+            self.mlock_seen = True
+        if kind in ("munmap", "mlock", "munlock"):
+            return self._call(proc, (kind, op.addr, op.pages))
+        if kind == "madvise":
+            reply = self._call(proc, ("madvise", op.addr, op.pages, op.advice))
+            if op.advice == "pageout":
+                # Pages just written out sit under writeback; let that finish
+                # so the next op meets them settled, the same on every run.
+                wait_writeback()
+            return reply
+        raise RunnerError(f"line {op.line}: op {kind!r} has no kernel runner")
+
+    def _call(self, proc: _Proc, msg: tuple[Any, ...], fds: list[int] | None = None) -> dict:
+        try:
+            send_msg(proc.chan, msg, fds)
+            reply, extra = recv_msg(proc.chan)
+        except (EOFError, ConnectionError) as exc:
+            raise RunnerError(f"the worker of task {proc.task} (pid {proc.pid}) died "
+                              f"unexpectedly during {msg[0]!r}: {exc}") from None
+        for fd in extra:
+            os.close(fd)
+        if "bug" in reply:
+            raise RunnerError(f"worker of task {proc.task} refused {msg[0]!r}: {reply['bug']}")
+        return reply
+
+    def _register(self, task: str, pid: int, chan: socket.socket) -> _Proc:
+        self.all_pids.append(pid)
+        try:
+            pidfd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            raise RunnerError(f"worker pid {pid} for task {task} vanished at start") from None
+        proc = _Proc(task, pid, pidfd, chan)
+        self.procs[task] = proc
+        return proc
+
+    def _hello(self, proc: _Proc, fresh: bool) -> None:
+        """Check what the worker says of itself before running ops in it."""
+        try:
+            hello, _ = recv_msg(proc.chan)
+        except EOFError:
+            raise RunnerError(f"the worker of task {proc.task} died at start") from None
+        if hello.get("pid") != proc.pid:
+            raise RunnerError(f"worker of task {proc.task}: pid {hello.get('pid')} != {proc.pid}")
+        if not hello["thp_disabled"] or hello["cpus"] != [self.cpu]:
+            raise RunnerError(f"worker of task {proc.task} is not set up: {hello}")
+        if fresh and hello["maps"]:
+            raise RunnerError(f"a fresh worker already has mappings in the trace window "
+                              f"[{WINDOW_START:#x}, {WINDOW_END:#x}): {hello['maps']}")
+
+    def _spawn(self, task: str) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        assert self.cpu is not None
+        # Block the stop signals across fork: the child must not run the
+        # runner's handler before it has installed its own.
+        with signals_blocked():
+            pid = os.fork()
+            if pid == 0:
+                become_worker(theirs, self.cpu)  # never returns
+            proc = self._register(task, pid, ours)
+        theirs.close()
+        self._hello(proc, fresh=True)
+
+    def _fork(self, parent: _Proc, child: str) -> dict[str, Any]:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        # Until the child's pid is registered an interrupt would leave it
+        # unknown to the cleanup; the handshake is quick, so hold signals.
+        with signals_blocked():
+            try:
+                reply = self._call(parent, ("fork",), [theirs.fileno()])
+            finally:
+                theirs.close()
+            if not reply["ok"]:
+                ours.close()
+                return reply  # the child name stays dead: later ops on it get ESRCH
+            proc = self._register(child, reply.pop("pid"), ours)
+        self._hello(proc, fresh=False)
+        return reply
+
+    def _snapshot(self, label: str) -> dict:
+        assert self.observer is not None
+        raw = {name: self.observer.raw_task(p.pid, locked_possible=self.mlock_seen)
+               for name, p in self.procs.items() if p.alive}
+        return canonical_snapshot(label, raw)
+
+
+def worker_children(parent: int | None = None) -> list[int]:
+    """Pids of worker processes (by comm name) whose parent is ``parent`` (default: us)."""
+    parent = os.getpid() if parent is None else parent
+    comm = WORKER_COMM.decode()
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue  # gone meanwhile
+        close = stat.rindex(")")
+        if stat[stat.index("(") + 1:close] == comm and int(stat[close + 2:].split()[1]) == parent:
+            out.append(int(entry))
+    return out
+
+
+def run_on_kernel(ops: list[Op], *, cpu: int | None = None, lock_path: str = LOCK_PATH,
+                  wait_lock: float = 0.0) -> tuple[list[dict], list[dict]]:
+    """Run validated ``ops`` in real processes; return (results, snapshots).
+
+    Raises KernelUnavailable when this machine cannot run traces, Interrupted
+    on SIGINT/SIGTERM (after cleaning up), RunnerError on anything
+    unexplained.  ``wait_lock`` seconds are spent waiting for another run's
+    lock before giving up (the command line never waits).
+    """
+    need_swap = any(op.op == "swapon" for op in ops)
+    with stop_signals_raise():
+        with KernelRun(cpu=cpu, lock_path=lock_path, wait_lock=wait_lock,
+                       need_swap=need_swap) as run:
+            return run.run(ops)

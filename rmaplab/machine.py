@@ -1,0 +1,247 @@
+# SPDX-License-Identifier: GPL-2.0-only
+"""The simulated machine: the one object that holds all global state.
+
+A Machine owns the frames (struct pages), the kernel object slabs, the rmap
+scheme, the tasks, the swap area, mmlist, the LRU, the event counters and
+the walk costs. There is no module-level state: two machines run side by
+side in one process. Its methods are the syscalls of the trace format; each
+returns normally or raises SysError (an errno), Segv or OomKill, and the
+replay layer turns that into a result record.
+
+Frames are finite (Config.frames). A fault that needs more than are free
+asks reclaim first, then the OOM killer: the task with the largest rss plus
+swap entries dies (ties: the lowest name), possibly the faulting one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import fork as fork_mod
+from .consts import PAGE_SHIFT
+from .errors import OomKill, SysError
+from .madvise import do_madvise
+from .memory import handle_mm_fault_range
+from .mlock import do_mlock
+from .mm_types import MM, PTE_PRESENT, PTE_SHIFT, PTE_SWAP, Task, flags_to_prot, prot_to_flags
+from .mmap import do_mmap, do_vmi_munmap
+from .mprotect import do_mprotect
+from .mremap import do_mremap
+from .page_alloc import FrameTable
+from .rmap import WalkStats, scheme_class
+from .slab import Slab
+from .snapshot import ZERO, RawPage, RawTask, RawVma, canonical_snapshot
+
+COUNTERS = ("pgfault", "cow", "cow_reuse", "pgscan", "pgsteal", "pswpin", "pswpout",
+            "pgvolatile", "trylock_fail", "oom_kill", "lazyfree_discard")
+
+#: Default frame limit: room for the 10,000 x 1,000 AIM7 scenario and more.
+DEFAULT_FRAMES = 1 << 24
+
+
+@dataclass(slots=True, kw_only=True)
+class Config:
+    """Machine configuration (the model's sysctls and boot options)."""
+
+    scheme: str = "modern"
+    frames: int = DEFAULT_FRAMES
+    vm_lock_rmap: bool = False  # seed 002's VM_LOCK_RMAP, removed as merged
+    check: bool = False  # run the invariant checker after every op
+
+
+class Machine:
+    """All state of one simulated machine."""
+
+    def __init__(self, config: Config | None = None, **kw) -> None:
+        self.config = config if config is not None else Config(**kw)
+        if self.config.frames < 1:
+            raise ValueError("frames must be at least 1")
+        self.frames = FrameTable(self.config.frames)
+        self.slab = Slab()
+        self.walks = WalkStats()
+        self.counters: dict[str, int] = dict.fromkeys(COUNTERS, 0)
+        self.tasks: dict[str, Task] = {}
+        self.dead_names: set[str] = set()
+        self.swap = None  # the swap area (swapfile.SwapArea) while one is on
+        self.mmlist: list[MM] = []  # seed 004: mms that may have swap entries
+        self.kills: list[str] = []  # OOM victims of the op running now
+        self.vma_serial = 0
+        self.mm_serial = 0
+        self.pid_serial = 0
+        self.rmap = scheme_class(self.config.scheme)(self)
+
+    # -- tasks ---------------------------------------------------------------
+    def task(self, name: str) -> Task:
+        t = self.tasks.get(name)
+        if t is None or not t.alive:
+            raise SysError("ESRCH")
+        return t
+
+    def spawn(self, name: str) -> None:
+        if name in self.tasks or name in self.dead_names:
+            raise SysError("EEXIST")
+        self.tasks[name] = fork_mod.spawn(self, name)
+
+    def fork(self, name: str, child: str) -> None:
+        parent = self.task(name)
+        if child in self.tasks or child in self.dead_names:
+            raise SysError("EEXIST")
+        try:
+            self.tasks[child] = fork_mod.fork(self, parent, child)
+        except SysError:
+            self.dead_names.add(child)  # a failed fork's name stays used: ESRCH later
+            raise
+
+    def exit(self, name: str) -> None:
+        self._kill(self.task(name))
+
+    def _kill(self, task: Task) -> None:
+        fork_mod.do_exit(self, task)
+        del self.tasks[task.name]
+        self.dead_names.add(task.name)
+
+    # -- address-space syscalls (addresses in bytes, sizes in pages) -----------
+    def mmap(self, name: str, addr: int, pages: int, prot: str) -> None:
+        do_mmap(self, self.task(name).mm, addr >> PAGE_SHIFT, pages, prot_to_flags(prot))
+
+    def munmap(self, name: str, addr: int, pages: int) -> None:
+        vpn = addr >> PAGE_SHIFT
+        do_vmi_munmap(self, self.task(name).mm, vpn, vpn + pages)
+
+    def mprotect(self, name: str, addr: int, pages: int, prot: str) -> None:
+        vpn = addr >> PAGE_SHIFT
+        do_mprotect(self, self.task(name).mm, vpn, vpn + pages, prot_to_flags(prot))
+
+    def mremap(self, name: str, addr: int, pages: int, new_pages: int,
+               new_addr: int | None = None) -> None:
+        na = None if new_addr is None else new_addr >> PAGE_SHIFT
+        do_mremap(self, self.task(name).mm, addr >> PAGE_SHIFT, pages, new_pages, na)
+
+    def mlock(self, name: str, addr: int, pages: int) -> None:
+        vpn = addr >> PAGE_SHIFT
+        do_mlock(self, self.task(name).mm, vpn, vpn + pages, True)
+
+    def munlock(self, name: str, addr: int, pages: int) -> None:
+        vpn = addr >> PAGE_SHIFT
+        do_mlock(self, self.task(name).mm, vpn, vpn + pages, False)
+
+    def madvise(self, name: str, addr: int, pages: int, advice: str) -> None:
+        vpn = addr >> PAGE_SHIFT
+        do_madvise(self, self.task(name).mm, vpn, vpn + pages, advice)
+
+    def write(self, name: str, addr: int, pages: int, value: int) -> None:
+        vpn = addr >> PAGE_SHIFT
+        handle_mm_fault_range(self, self.task(name).mm, vpn, vpn + pages, True, value, None)
+
+    def read(self, name: str, addr: int, pages: int, values: list[int]) -> list[int]:
+        """Loads into values (kept up to a fault, which raises Segv)."""
+        vpn = addr >> PAGE_SHIFT
+        handle_mm_fault_range(self, self.task(name).mm, vpn, vpn + pages, False, 0, values)
+        return values
+
+    # -- swap and reclaim (swapfile.py and vmscan.py fill these in) --------------
+    def swapon(self, pages: int) -> None:
+        from .swapfile import sys_swapon
+        sys_swapon(self, pages)
+
+    def swapoff(self) -> None:
+        from .swapfile import sys_swapoff
+        sys_swapoff(self)
+
+    def reclaim(self, pages: int) -> int:
+        from .vmscan import try_to_free_pages
+        return try_to_free_pages(self, pages)
+
+    def reclaim_for(self, pages: int) -> None:
+        """Direct reclaim before a fault gives up on frames."""
+        from .vmscan import try_to_free_pages
+        try_to_free_pages(self, pages)
+
+    def madvise_free(self, vma, lo: int, hi: int) -> None:
+        from .vmscan import madvise_free
+        madvise_free(self, vma, lo, hi)
+
+    def madvise_cold(self, vma, lo: int, hi: int) -> None:
+        from .vmscan import madvise_cold
+        madvise_cold(self, vma, lo, hi)
+
+    def madvise_pageout(self, vma, lo: int, hi: int) -> None:
+        from .vmscan import madvise_pageout
+        madvise_pageout(self, vma, lo, hi)
+
+    def madvise_willneed(self, vma, lo: int, hi: int) -> None:
+        from .vmscan import madvise_willneed
+        madvise_willneed(self, vma, lo, hi)
+
+    def lru_add(self, frames) -> None:
+        from .vmscan import lru_add
+        lru_add(self, frames)
+
+    def lru_del(self, frames) -> None:
+        from .vmscan import lru_del
+        lru_del(self, frames)
+
+    def mmlist_del(self, mm: MM) -> None:
+        if mm.on_mmlist:
+            self.mmlist.remove(mm)
+            mm.on_mmlist = False
+
+    # -- OOM --------------------------------------------------------------------
+    def out_of_memory(self, faulting: MM) -> None:
+        """out_of_memory: kill the task with the largest rss + swap entries.
+
+        Raises OomKill when the victim is the faulting task itself.
+        """
+        victims = sorted(self.tasks.values(),
+                         key=lambda t: (-(t.mm.rss + t.mm.swapents), t.name))
+        victim = victims[0]
+        self.counters["oom_kill"] += 1
+        self.kills.append(victim.name)
+        self._kill(victim)
+        victim.killed = True
+        if victim.mm is None and faulting.owner is victim:
+            raise OomKill(victim.name)
+
+    # -- observation --------------------------------------------------------------
+    def snapshot(self, label: str) -> dict:
+        """The observable state, canonical as TRACE_FORMAT.md's snapshot."""
+        raw: dict[str, RawTask] = {}
+        ft = self.frames
+        for name, task in self.tasks.items():
+            rt = RawTask()
+            for vma in task.mm.vmas:
+                rt.vmas.append(RawVma(vma.start << PAGE_SHIFT, vma.end << PAGE_SHIFT,
+                                      flags_to_prot(vma.flags), bool(vma.flags & 0x2000)))
+                pt = vma.pt
+                for i in pt.nonzero()[0].tolist():
+                    pte = int(pt[i])
+                    addr = (vma.start + i) << PAGE_SHIFT
+                    ident = pte >> PTE_SHIFT
+                    if pte & PTE_PRESENT:
+                        if ident == 0:
+                            rt.pages.append(RawPage(addr, "present", ZERO))
+                        else:
+                            rt.pages.append(RawPage(addr, "present", ident,
+                                                    int(ft.mapcount[ident])))
+                    elif pte & PTE_SWAP:
+                        rt.pages.append(RawPage(addr, "swap", ident))
+            raw[name] = rt
+        return canonical_snapshot(label, raw)
+
+    def objects(self) -> dict[str, int]:
+        live = self.slab.live
+        out = {"vma": live["vma"], "anon_vma": live["anon_vma"],
+               "anon_vma_chain": live["anon_vma_chain"], "pte_chain": live["pte_chain"],
+               "anonmm": live["anonmm"], "page": self.frames.used}
+        return out
+
+    def stats(self, label: str) -> dict:
+        """TRACE_FORMAT.md's stats record."""
+        return {"label": label, "scheme": self.rmap.name, "walks": self.walks.as_dict(),
+                "objects": self.objects(), "rmap_bytes": self.rmap.rmap_bytes(),
+                "counters": dict(self.counters)}
+
+    def check(self) -> None:
+        """Run the invariant checker (CONFIG_DEBUG_VM); raises ModelBug."""
+        from .debug_vm import check_machine
+        check_machine(self)

@@ -1,0 +1,64 @@
+# SPDX-License-Identifier: GPL-2.0-only
+"""mlock and munlock (mm/mlock.c, Linux 6.18).
+
+apply_vma_lock_flags sets or clears VM_LOCKED VMA by VMA (merging or
+splitting like mprotect) and stops with ENOMEM at a hole, leaving the VMAs
+before it changed and unpopulated. A successful mlock then populates the
+range (__mm_populate): writable VMAs by write faults, so COW sharing is
+broken in the locking task; read-only ones get the zero page; a PROT_NONE
+VMA cannot be populated, so mlock returns ENOMEM with VM_LOCKED set.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .errors import SysError
+from .memory import populate_range
+from .mm_types import MM, VM_LOCKED, VM_READ, VM_WRITE, VMA
+from .mmap import vma_modify_flags
+from .mprotect import apply_range
+
+if TYPE_CHECKING:
+    from .machine import Machine
+
+
+def mlock_fixup(m: Machine, prev: VMA | None, vma: VMA, start: int, end: int,
+                newflags: int) -> VMA:
+    if newflags == vma.flags:
+        return vma
+    vma = vma_modify_flags(m, prev, vma, start, end, newflags)
+    vma.flags = newflags
+    return vma
+
+
+def do_mlock(m: Machine, mm: MM, start: int, end: int, lock: bool) -> None:
+    """do_mlock / sys_munlock."""
+
+    def fixup(prev: VMA | None, vma: VMA, lo: int, hi: int) -> VMA:
+        flags = vma.flags | VM_LOCKED if lock else vma.flags & ~VM_LOCKED
+        return mlock_fixup(m, prev, vma, lo, hi, flags)
+
+    apply_range(m, mm, start, end, fixup)
+    if lock:
+        mm_populate(m, mm, start, end)
+
+
+def mm_populate(m: Machine, mm: MM, start: int, end: int) -> None:
+    """__mm_populate: fault in every page of the locked VMAs in the range."""
+    vpn = start
+    failed = False
+    while vpn < end:
+        vma = mm.find_vma(vpn)
+        if vma is None or vma.start >= end:
+            break
+        lo = max(vpn, vma.start)
+        hi = min(end, vma.end)
+        if vma.flags & (VM_READ | VM_WRITE):
+            populate_range(m, vma, lo, hi)
+        else:
+            failed = True  # GUP's EFAULT on PROT_NONE, reported as ENOMEM
+            break
+        vpn = hi
+    if failed:
+        raise SysError("ENOMEM")

@@ -1,0 +1,420 @@
+# SPDX-License-Identifier: GPL-2.0-only
+"""VMA surgery: allocation, linking, split, merge, expand, munmap, mmap.
+
+Models mm/vma.c and mm/mmap.c of Linux 6.18 for private anonymous memory:
+__split_vma, vma_merge_new_range, vma_merge_existing_range (through
+vma_modify), vma_expand, dup_anon_vma, do_vmi_munmap, mmap_region and
+copy_vma. Each is a sequence of explicit steps (allocate, clone the
+anon_vma links, adjust bounds, link, unlink, free) so that a later
+concurrency model can interleave rmap walks at their boundaries.
+
+Merge compatibility is decided on scheme-independent facts kept on every
+VMA (``lineage``: the anon_vma a 6.18 kernel would give the VMA, as an
+identity token; ``forked``: its anon_vma_chain is not singular because it
+came from a parent), so every rmap scheme sees the same VMAs.
+
+Invariants: VMAs of an mm never overlap and are sorted by start; vma.pt
+has one entry per page of the VMA; a VMA with pages has a lineage.
+Allocation failures raise NoMem before anything visible changed, except
+where the kernel itself leaves work done (a munmap or mprotect split that
+already happened stays).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .mm_types import (MM, VM_ACCOUNT, VM_LOCKED, VM_MAYREAD, VM_MAYWRITE, VM_VOLATILE,
+                       VM_WRITE, VMA)
+
+if TYPE_CHECKING:
+    from .machine import Machine
+
+VM_SPECIAL = VM_VOLATILE  # the only special flag private anonymous VMAs get here
+
+
+class Lineage:
+    """Identity of an anon_vma as a 6.18 kernel would assign it (merge token)."""
+
+    __slots__ = ("serial",)
+
+    def __init__(self, serial: int) -> None:
+        self.serial = serial
+
+    def __repr__(self) -> str:
+        return f"L{self.serial}"
+
+
+# -- allocation and linking ----------------------------------------------------
+
+def vm_area_alloc(m: Machine, mm: MM, start: int, end: int, pgoff: int, flags: int) -> VMA:
+    """vm_area_alloc. Cost: O(pages) for the zeroed page-table array."""
+    m.slab.alloc("vma")
+    vma = VMA(mm, start, end, pgoff, flags)
+    m.vma_serial += 1
+    vma.serial = m.vma_serial
+    return vma
+
+
+def vm_area_dup(m: Machine, vma: VMA) -> VMA:
+    """vm_area_dup: a copy of vma's fields, no page tables, same anon_vma pointer."""
+    m.slab.alloc("vma")
+    new = VMA.__new__(VMA)
+    new.mm = vma.mm
+    new.start, new.end, new.pgoff, new.flags = vma.start, vma.end, vma.pgoff, vma.flags
+    new.pt = None  # type: ignore[assignment]  # set by the caller
+    new.anon_vma = vma.anon_vma
+    new.avcs = []
+    new.lineage = vma.lineage
+    new.forked = vma.forked
+    new.rmap = None
+    new.dead = False
+    m.vma_serial += 1
+    new.serial = m.vma_serial
+    return new
+
+
+def vm_area_free(m: Machine, vma: VMA) -> None:
+    vma.dead = True
+    m.slab.free("vma")
+
+
+def new_lineage(m: Machine) -> Lineage:
+    m.vma_serial += 1
+    return Lineage(m.vma_serial)
+
+
+def set_range(m: Machine, vma: VMA, start: int, end: int, pgoff: int) -> None:
+    """Change a linked VMA's bounds (vma_set_range), keeping the tree sorted.
+
+    The caller has already reshaped vma.pt to end - start entries.
+    """
+    rmap = m.rmap
+    rmap.vma_adjust_begin(vma)
+    if start != vma.start:
+        vma.mm.unlink(vma)
+        vma.start, vma.end, vma.pgoff = start, end, pgoff
+        vma.mm.link(vma)
+    else:
+        vma.end, vma.pgoff = end, pgoff
+    rmap.vma_adjust_end(vma)
+
+
+def dup_anon_vma(m: Machine, dst: VMA, src: VMA) -> bool:
+    """dup_anon_vma: dst, about to take pages of src, gets src's anon_vmas.
+
+    Returns True when it linked something (for the caller's unwinding).
+    """
+    if src.lineage is None or dst.lineage is not None:
+        return False
+    dst.anon_vma = src.anon_vma
+    try:
+        m.rmap.vma_clone(dst, src)
+    except BaseException:
+        dst.anon_vma = None
+        raise
+    dst.lineage = src.lineage
+    dst.forked = src.forked
+    return True
+
+
+def undo_dup_anon_vma(m: Machine, dst: VMA) -> None:
+    m.rmap.vma_unlink(dst)
+    dst.lineage = None
+    dst.forked = False
+
+
+# -- merge rules -----------------------------------------------------------------
+
+def had_uncowed_parents(vma: VMA | None) -> bool:
+    """vma_had_uncowed_parents: its anon_vma_chain is not singular."""
+    return vma is not None and vma.lineage is not None and vma.forked
+
+
+def is_mergeable_anon_vma(src_lineage, src: VMA | None, tgt: VMA) -> bool:
+    """is_mergeable_anon_vma (mm/vma.c): may src's pages join tgt's anon_vma?"""
+    tgt_l = tgt.lineage
+    if tgt_l is None and src_lineage is not None:
+        return not had_uncowed_parents(src)
+    if tgt_l is not None and src_lineage is None:
+        return not had_uncowed_parents(tgt)
+    return src_lineage is tgt_l
+
+
+def same_flags(a: int, b: int) -> bool:
+    return a == b
+
+
+def can_merge_after(prev: VMA, flags: int, pgoff: int, src_lineage, src: VMA | None) -> bool:
+    """can_vma_merge_after: the range may be appended to prev."""
+    return (same_flags(prev.flags, flags) and is_mergeable_anon_vma(src_lineage, src, prev)
+            and prev.pgoff + (prev.end - prev.start) == pgoff)
+
+
+def can_merge_before(nxt: VMA, flags: int, pgoff: int, npages: int, src_lineage,
+                     src: VMA | None) -> bool:
+    """can_vma_merge_before: the range may be prepended to next."""
+    return (same_flags(nxt.flags, flags) and is_mergeable_anon_vma(src_lineage, src, nxt)
+            and nxt.pgoff == pgoff + npages)
+
+
+def prev_next_compatible(prev: VMA, nxt: VMA) -> bool:
+    """can_vma_merge_right's extra test when merging both sides."""
+    return prev.lineage is None or nxt.lineage is None or prev.lineage is nxt.lineage
+
+
+# -- split --------------------------------------------------------------------------
+
+def split_vma(m: Machine, vma: VMA, at: int, new_below: bool) -> VMA:
+    """__split_vma: cut vma at vpn at; the new VMA is the lower part if new_below.
+
+    Allocation order as in the kernel: the VMA, then anon_vma_clone. On
+    NoMem nothing changed. Returns the new VMA.
+    """
+    assert vma.start < at < vma.end, (vma, at)
+    new = vm_area_dup(m, vma)
+    try:
+        m.rmap.vma_clone(new, vma)
+    except BaseException:
+        vm_area_free(m, new)
+        raise
+    k = at - vma.start
+    old_pt = vma.pt
+    if new_below:
+        new.end = at
+        new.pt = old_pt[:k].copy()
+        vma.pt = old_pt[k:].copy()
+        set_range(m, vma, at, vma.end, vma.pgoff + k)
+    else:
+        new.start = at
+        new.pgoff = vma.pgoff + k
+        new.pt = old_pt[k:].copy()
+        vma.pt = old_pt[:k].copy()
+        set_range(m, vma, vma.start, at, vma.pgoff)
+    vma.mm.link(new)
+    return new
+
+
+# -- removal of a VMA absorbed by a merge ----------------------------------------------
+
+def remove_merged(m: Machine, target: VMA, gone: VMA, linked: bool = True) -> None:
+    """vma_complete's removal: gone's pages now belong to target."""
+    if linked:
+        gone.mm.unlink(gone)
+    if gone.lineage is not None or gone.avcs:
+        m.rmap.vma_merge(target, gone)
+    vm_area_free(m, gone)
+
+
+# -- vma_merge_existing_range / vma_modify ------------------------------------------
+
+def vma_modify_flags(m: Machine, prev: VMA | None, vma: VMA, start: int, end: int,
+                     newflags: int) -> VMA:
+    """vma_modify_flags: give [start, end) of vma newflags, merging or splitting.
+
+    Returns the VMA that now covers exactly [start, end) (before its flags
+    are set by the caller). Raises NoMem; a split already done stays done.
+    """
+    merged = vma_merge_existing_range(m, prev, vma, start, end, newflags)
+    if merged is not None:
+        return merged
+    if vma.start < start:
+        split_vma(m, vma, start, True)
+    if vma.end > end:
+        split_vma(m, vma, end, False)
+    return vma
+
+
+def vma_merge_existing_range(m: Machine, prev: VMA | None, mid: VMA, start: int, end: int,
+                             flags: int) -> VMA | None:
+    """vma_merge_existing_range (mm/vma.c): merge [start, end) of mid with
+    prev and/or next, given its new flags. None when no merge happens.
+    """
+    if flags & VM_SPECIAL:
+        return None
+    left_side = start == mid.start
+    right_side = end == mid.end
+    if not left_side and not right_side:
+        return None
+    mm = mid.mm
+    prev, _ = mm.prev_next(mid.start, mid.start)  # vma_prev(middle)
+    if prev is not None and prev.end != mid.start:
+        prev = None
+    _, nxt = mm.prev_next(mid.end, mid.end)
+    if nxt is not None and nxt.start != mid.end:
+        nxt = None
+    pgoff = mid.pgoff + (start - mid.start)
+    npages = end - start
+    src_l = mid.lineage
+    merge_left = (left_side and prev is not None
+                  and can_merge_after(prev, flags, pgoff, src_l, mid))
+    merge_right = (right_side and nxt is not None
+                   and can_merge_before(nxt, flags, pgoff, npages, src_l, mid)
+                   and (not merge_left or prev_next_compatible(prev, nxt)))
+    if not merge_left and not merge_right:
+        return None
+    remove_mid = left_side and right_side
+    rmap = m.rmap
+
+    if merge_left and merge_right:
+        # prev absorbs mid and next
+        src = nxt if nxt.lineage is not None else mid
+        dup_anon_vma(m, prev, src)
+        prev.pt = np.concatenate((prev.pt, mid.pt, nxt.pt))
+        set_range(m, prev, prev.start, nxt.end, prev.pgoff)
+        remove_merged(m, prev, mid)
+        remove_merged(m, prev, nxt)
+        return prev
+    if merge_left:
+        # prev extends to end; mid shrinks or goes
+        dup_anon_vma(m, prev, mid)
+        k = end - mid.start
+        prev.pt = np.concatenate((prev.pt, mid.pt[:k]))
+        if remove_mid:
+            set_range(m, prev, prev.start, end, prev.pgoff)
+            remove_merged(m, prev, mid)
+        else:
+            rest = mid.pt[k:].copy()
+            # shrink mid first, so the tree never holds two VMAs over [start, end)
+            rmap.vma_adjust_begin(mid)
+            mm.unlink(mid)
+            mid.start, mid.pgoff, mid.pt = end, mid.pgoff + k, rest
+            mm.link(mid)
+            rmap.vma_adjust_end(mid)
+            set_range(m, prev, prev.start, end, prev.pgoff)
+        return prev
+    # merge_right: next extends down to start; mid shrinks or goes
+    dup_anon_vma(m, nxt, mid)
+    k = start - mid.start
+    nxt.pt = np.concatenate((mid.pt[k:], nxt.pt))
+    if remove_mid:
+        mm.unlink(mid)
+        set_range(m, nxt, start, nxt.end, nxt.pgoff - npages)
+        remove_merged(m, nxt, mid, linked=False)
+    else:
+        mid.pt = mid.pt[:k].copy()
+        set_range(m, mid, mid.start, start, mid.pgoff)
+        set_range(m, nxt, start, nxt.end, nxt.pgoff - npages)
+    return nxt
+
+
+# -- new ranges: mmap and copy_vma -------------------------------------------------------
+
+def vma_merge_new_range(m: Machine, mm: MM, start: int, end: int, flags: int, pgoff: int,
+                        copied_from: VMA | None = None, src_lineage=None) -> VMA | None:
+    """vma_merge_new_range: place [start, end) into a neighbour if compatible.
+
+    copied_from is the VMA mremap is moving (copy_vma), whose anon_vma the
+    target must then carry (dup_anon_vma). The new range's PTEs are empty;
+    the caller fills them. Returns the target VMA or None.
+    """
+    if flags & VM_SPECIAL:
+        return None
+    prev, nxt = mm.prev_next(start, end)
+    if prev is not None and prev.end != start:
+        prev = None
+    if nxt is not None and nxt.start != end:
+        nxt = None
+    if prev is None and nxt is None:
+        return None
+    src_l = copied_from.lineage if copied_from is not None else src_lineage
+    npages = end - start
+    left = prev is not None and can_merge_after(prev, flags, pgoff, src_l, None)
+    right = (nxt is not None and can_merge_before(nxt, flags, pgoff, npages, src_l, None)
+             and (not left or prev_next_compatible(prev, nxt)))
+    if not left and not right:
+        return None
+    if left:
+        target = prev
+        linked_next = linked_src = False
+        try:
+            if right:
+                linked_next = dup_anon_vma(m, target, nxt)
+            if copied_from is not None:
+                linked_src = dup_anon_vma(m, target, copied_from)
+        except BaseException:
+            if linked_next or linked_src:
+                undo_dup_anon_vma(m, target)
+            raise
+        gap = np.zeros(npages, np.int64)
+        if right:
+            target.pt = np.concatenate((target.pt, gap, nxt.pt))
+            set_range(m, target, target.start, nxt.end, target.pgoff)
+            remove_merged(m, target, nxt)
+        else:
+            target.pt = np.concatenate((target.pt, gap))
+            set_range(m, target, target.start, end, target.pgoff)
+        return target
+    target = nxt
+    if copied_from is not None:
+        dup_anon_vma(m, target, copied_from)
+    target.pt = np.concatenate((np.zeros(npages, np.int64), target.pt))
+    set_range(m, target, start, target.end, pgoff)
+    return target
+
+
+def anon_flags(prot_flags: int) -> int:
+    """Flags of a new private anonymous mapping (do_mmap, accountable_mapping)."""
+    flags = prot_flags | VM_MAYREAD | VM_MAYWRITE
+    if prot_flags & VM_WRITE:
+        flags |= VM_ACCOUNT
+    return flags
+
+
+def do_mmap(m: Machine, mm: MM, start: int, npages: int, prot_flags: int) -> VMA:
+    """do_mmap with MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED_NOREPLACE.
+
+    EEXIST when the range overlaps a VMA; ENOMEM when the VMA cannot be
+    allocated. The new range merges into a neighbour when it can.
+    """
+    from .errors import SysError
+
+    end = start + npages
+    if mm.vmas_in(start, end):
+        raise SysError("EEXIST")
+    flags = anon_flags(prot_flags)
+    vma = vma_merge_new_range(m, mm, start, end, flags, start)
+    if vma is not None:
+        return vma
+    vma = vm_area_alloc(m, mm, start, end, start, flags)
+    mm.link(vma)
+    return vma
+
+
+# -- munmap ----------------------------------------------------------------------------------
+
+def do_vmi_munmap(m: Machine, mm: MM, start: int, end: int) -> None:
+    """do_vmi_munmap: remove [start, end), splitting the VMAs at its edges.
+
+    The start split, then the end split (each may raise NoMem; a done split
+    stays), then zap, unlink from rmap, free (unmap_region, free_pgtables).
+    """
+    from .memory import zap_vma_range
+
+    vmas = mm.vmas_in(start, end)
+    if not vmas:
+        return
+    first = vmas[0]
+    if first.start < start:
+        split_vma(m, first, start, True)
+    last = vmas[-1]
+    if last.end > end:
+        split_vma(m, last, end, False)
+    for vma in vmas:
+        zap_vma_range(m, vma, vma.start, vma.end)
+    for vma in vmas:
+        mm.unlink(vma)
+        remove_vma(m, vma)
+
+
+def remove_vma(m: Machine, vma: VMA) -> None:
+    """free_pgtables' unlink_anon_vmas, then remove_vma (the VMA is unlinked)."""
+    m.rmap.vma_unlink(vma)
+    vma.lineage = None
+    vm_area_free(m, vma)
+
+
+def mlocked(vma: VMA) -> bool:
+    return bool(vma.flags & VM_LOCKED)

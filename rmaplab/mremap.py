@@ -1,0 +1,140 @@
+# SPDX-License-Identifier: GPL-2.0-only
+"""mremap (mm/mremap.c, Linux 6.18) for private anonymous memory.
+
+Without a new address: the same length is a no-op (addr must be in a VMA,
+else EFAULT); a shrink unmaps the tail; a grow needs the old range inside
+one VMA (EFAULT otherwise) and ending at its end with a free gap after it
+(ENOMEM otherwise), and then merges like a new range (vma_merge_extend).
+With a new address (MREMAP_MAYMOVE|MREMAP_FIXED): overlap of old and new
+ranges is EINVAL; equal lengths may move several VMAs (6.17+, remap_move),
+each VMA piece to the same offset, holes opposite left alone; otherwise the
+old range must lie in one VMA. The destination is unmapped first, then
+copy_vma (a merge, or a new VMA with anon_vma_clone; an unfaulted VMA gets
+its pgoff reset so it can merge), move_page_tables, and the old range is
+unmapped. Pages keep their page->index, so every scheme still finds them
+(the rmap hook ptes_moved lets pte_chain and anonmm fix up theirs). A
+locked VMA populates the part a grow added.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .errors import NoMem, SysError
+from .mlock import mm_populate
+from .mm_types import MM, PTE_PRESENT, PTE_SHIFT, VM_LOCKED, VMA
+from .mmap import (do_vmi_munmap, vm_area_dup, vm_area_free, vma_merge_new_range)
+
+if TYPE_CHECKING:
+    from .machine import Machine
+
+
+def do_mremap(m: Machine, mm: MM, addr: int, old: int, new: int, new_addr: int | None) -> None:
+    """sys_mremap; all values in pages."""
+    if new_addr is not None:
+        if new_addr < addr + old and addr < new_addr + new:
+            raise SysError("EINVAL")
+        if old == new:
+            remap_move(m, mm, addr, old, new_addr)
+            return
+        vma = mm.vma_lookup(addr)
+        if vma is None or addr + old > vma.end:
+            raise SysError("EFAULT")
+        do_vmi_munmap(m, mm, new_addr, new_addr + new)
+        if old > new:
+            do_vmi_munmap(m, mm, addr + new, addr + old)
+            old = new
+        vma = mm.vma_lookup(addr)
+        move_vma(m, vma, addr, old, new, new_addr)
+        return
+    vma = mm.vma_lookup(addr)
+    if vma is None:
+        raise SysError("EFAULT")
+    if new == old:
+        return
+    if new < old:
+        do_vmi_munmap(m, mm, addr + new, addr + old)
+        return
+    if addr + old > vma.end:
+        raise SysError("EFAULT")
+    if addr + old != vma.end or mm.vmas_in(vma.end, addr + new):
+        raise SysError("ENOMEM")
+    grow_in_place(m, vma, addr + new)
+
+
+def grow_in_place(m: Machine, vma: VMA, new_end: int) -> None:
+    """vma_merge_extend: vma (and maybe its next neighbour) take [end, new_end)."""
+    old_end = vma.end
+    target = vma_merge_new_range(m, vma.mm, old_end, new_end, vma.flags,
+                                 vma.pgoff + (old_end - vma.start), src_lineage=vma.lineage)
+    if target is None:
+        raise SysError("ENOMEM")
+    if target.flags & VM_LOCKED:
+        mm_populate(m, target.mm, old_end, new_end)
+
+
+def remap_move(m: Machine, mm: MM, addr: int, npages: int, new_addr: int) -> None:
+    """remap_move: move every VMA piece of [addr, addr+npages) by the same offset."""
+    first = mm.vma_lookup(addr)
+    if first is None:
+        raise SysError("EFAULT")
+    pieces = [(max(v.start, addr), min(v.end, addr + npages)) for v in mm.vmas_in(addr, addr + npages)]
+    for lo, hi in pieces:
+        dst = new_addr + (lo - addr)
+        n = hi - lo
+        do_vmi_munmap(m, mm, dst, dst + n)
+        vma = mm.vma_lookup(lo)
+        move_vma(m, vma, lo, n, n, dst)
+
+
+def copy_vma(m: Machine, vma: VMA, start: int, npages: int, pgoff: int) -> VMA:
+    """copy_vma: the VMA at [start, start+npages) that will receive vma's PTEs."""
+    mm = vma.mm
+    if vma.lineage is None:
+        pgoff = start  # an unfaulted anon VMA follows its new address, to merge
+    new_vma = vma_merge_new_range(m, mm, start, start + npages, vma.flags, pgoff,
+                                  copied_from=vma)
+    if new_vma is not None:
+        return new_vma
+    new_vma = vm_area_dup(m, vma)
+    new_vma.start, new_vma.end, new_vma.pgoff = start, start + npages, pgoff
+    new_vma.pt = np.zeros(npages, np.int64)
+    try:
+        m.rmap.vma_clone(new_vma, vma)
+    except BaseException:
+        vm_area_free(m, new_vma)
+        raise
+    mm.link(new_vma)
+    return new_vma
+
+
+def move_vma(m: Machine, vma: VMA, addr: int, old: int, new: int, new_addr: int) -> None:
+    """move_vma: copy_vma, move_page_tables, then unmap the old range."""
+    mm = vma.mm
+    new_vma = copy_vma(m, vma, new_addr, new, vma.pgoff + (addr - vma.start))
+    src = mm.vma_lookup(addr)  # copy_vma may have merged into vma's neighbourhood
+    move_page_tables(m, src, addr, new_vma, new_addr, old)
+    try:
+        do_vmi_munmap(m, mm, addr, addr + old)
+    except NoMem:
+        pass  # the kernel keeps the (now empty) old range mapped and succeeds
+    if new_vma.flags & VM_LOCKED and new > old:
+        mm_populate(m, mm, new_addr + old, new_addr + new)
+
+
+def move_page_tables(m: Machine, src: VMA, addr: int, dst: VMA, new_addr: int, n: int) -> None:
+    """move_ptes: the PTEs of [addr, addr+n) go to [new_addr, new_addr+n) as they are."""
+    s0 = addr - src.start
+    d0 = new_addr - dst.start
+    seg = src.pt[s0:s0 + n].copy()
+    src.pt[s0:s0 + n] = 0
+    dst.pt[d0:d0 + n] = seg
+    nz = np.flatnonzero(seg)
+    if len(nz):
+        ptes = seg[nz]
+        anon = ((ptes & PTE_PRESENT) != 0) & ((ptes >> PTE_SHIFT) != 0)
+        if anon.any():
+            m.rmap.ptes_moved(ptes[anon] >> PTE_SHIFT, src, addr + nz[anon], dst,
+                              new_addr + nz[anon])

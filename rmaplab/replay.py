@@ -1,0 +1,108 @@
+# SPDX-License-Identifier: GPL-2.0-only
+"""Running a trace on the model: results, snapshots and stats as records.
+
+replay(ops) builds a Machine, runs every op in order and returns a
+ReplayOutput with the results (one per op), snapshots and stats records of
+TRACE_FORMAT.md. run_op() runs one op on an existing machine, for callers
+that drive a machine step by step (tests, experiments, notebooks).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from .errors import ModelBug, OomKill, Segv, SysError
+from .machine import Config, Machine
+from .trace import Op
+
+
+@dataclass(slots=True)
+class ReplayOutput:
+    results: list[dict] = field(default_factory=list)
+    snapshots: list[dict] = field(default_factory=list)
+    stats: list[dict] = field(default_factory=list)
+    machine: Machine | None = None
+
+
+def run_op(m: Machine, op: Op) -> tuple[dict, dict | None]:
+    """Run one op; return its result record and its snapshot (or None)."""
+    res: dict = {"line": op.line, "op": op.op, "ok": True}
+    snap = None
+    m.kills = []
+    values: list[int] = []
+    try:
+        name = op.op
+        if name == "spawn":
+            m.spawn(op.task)
+        elif name == "fork":
+            m.fork(op.task, op.child)
+        elif name == "exit":
+            m.exit(op.task)
+        elif name == "mmap":
+            m.mmap(op.task, op.addr, op.pages, op.prot)
+        elif name == "munmap":
+            m.munmap(op.task, op.addr, op.pages)
+        elif name == "mprotect":
+            m.mprotect(op.task, op.addr, op.pages, op.prot)
+        elif name == "mremap":
+            m.mremap(op.task, op.addr, op.pages, op.new_pages, op.new_addr)
+        elif name == "mlock":
+            m.mlock(op.task, op.addr, op.pages)
+        elif name == "munlock":
+            m.munlock(op.task, op.addr, op.pages)
+        elif name == "madvise":
+            m.madvise(op.task, op.addr, op.pages, op.advice)
+        elif name == "write":
+            m.write(op.task, op.addr, op.pages, op.value)
+        elif name == "read":
+            res["values"] = values
+            m.read(op.task, op.addr, op.pages, values)
+        elif name == "swapon":
+            m.swapon(op.pages)
+        elif name == "swapoff":
+            m.swapoff()
+        elif name == "reclaim":
+            m.reclaim(op.pages)
+        elif name == "snapshot":
+            snap = m.snapshot(op.label)
+        else:  # validation makes this unreachable
+            raise ModelBug(f"unknown op {name!r}")
+    except SysError as e:
+        res["ok"] = False
+        res["error"] = e.errno
+    except Segv:
+        res["ok"] = False
+        res["error"] = "SIGSEGV"
+    except OomKill as e:
+        res["ok"] = False
+        res["error"] = "OOM"
+        res.pop("values", None)
+        m.kills.remove(e.args[0])
+        m.kills.insert(0, e.args[0])  # the op failed because its own task died
+    if m.kills:
+        res["killed"] = m.kills[0]
+        if len(m.kills) > 1:
+            res["also_killed"] = m.kills[1:]
+    if m.config.check:
+        m.check()
+    return res, snap
+
+
+def replay(ops: Iterable[Op], *, scheme: str = "modern", check: bool = False,
+           frames: int | None = None, machine: Machine | None = None) -> ReplayOutput:
+    """Run a validated trace on a new machine (or the one given)."""
+    if machine is None:
+        cfg = Config(scheme=scheme, check=check)
+        if frames is not None:
+            cfg.frames = frames
+        machine = Machine(cfg)
+    out = ReplayOutput(machine=machine)
+    for op in ops:
+        res, snap = run_op(machine, op)
+        out.results.append(res)
+        if snap is not None:
+            out.snapshots.append(snap)
+            out.stats.append(machine.stats(op.label))
+    out.stats.append(machine.stats("end"))
+    return out

@@ -1,0 +1,184 @@
+# SPDX-License-Identifier: GPL-2.0-only
+"""The scheme-independent half of rmap: page bookkeeping and rmap_walk.
+
+Models mm/rmap.c (Linux 6.18) where it does not depend on the scheme:
+mapcount and refcount, page->index, PG_anon_exclusive, and rmap_walk with
+its control object. A scheme only yields candidate (vma, vpn) pairs; the
+shared page_vma_mapped step here confirms each one and charges the PTE it
+looked at, so exact pte_chain hits and object-based walks that visit VMAs
+which do not map the page show their difference in the numbers by
+themselves.
+
+Invariants (checked by debug_vm): a present anonymous frame's mapcount is
+the number of PTEs mapping it; its refcount is mapcount plus one for the
+swap cache; every PTE mapping it is found by rmap_walk.
+
+Lock order modelled (mm/rmap.c): mmap_lock -> anon_vma->rwsem (root's in
+``modern``) -> page table lock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..mm_types import PTE_PRESENT, PTE_SHIFT, PTE_YOUNG
+from ..page_alloc import PG_ANON, PG_ANON_EXCLUSIVE, PG_REFERENCED
+from .protocol import WalkStats
+
+if TYPE_CHECKING:
+    from ..machine import Machine
+    from ..mm_types import VMA
+
+
+def linear_page_index(vma: VMA, vpns: np.ndarray | int):
+    """linear_page_index: the page->index of vpn in vma."""
+    return vma.pgoff + (vpns - vma.start)
+
+
+def page_add_new_anon_rmap(m: Machine, frames: np.ndarray, vma: VMA, vpns: np.ndarray) -> None:
+    """folio_add_new_anon_rmap: fresh exclusive pages now mapped once in vma."""
+    ft = m.frames
+    ft.mapcount[frames] = 1
+    ft.refcount[frames] = 1
+    ft.flags[frames] = PG_ANON | PG_ANON_EXCLUSIVE
+    ft.index[frames] = linear_page_index(vma, vpns)
+    m.rmap.page_add_new_anon(frames, vma, vpns)
+
+
+def page_add_anon_rmap(m: Machine, frames: np.ndarray, vma: VMA, vpns: np.ndarray,
+                       exclusive: bool) -> None:
+    """folio_add_anon_rmap_ptes: map existing anon pages (swap-in) in vma."""
+    ft = m.frames
+    ft.mapcount[frames] += 1
+    if exclusive:
+        ft.flags[frames] |= PG_ANON_EXCLUSIVE
+    m.rmap.page_add_anon(frames, vma, vpns, exclusive)
+
+
+def page_dup_rmap(m: Machine, frames: np.ndarray, vma: VMA, vpns: np.ndarray) -> None:
+    """folio_try_dup_anon_rmap_ptes at fork: one more mapping, no longer exclusive."""
+    ft = m.frames
+    ft.mapcount[frames] += 1
+    ft.refcount[frames] += 1
+    ft.flags[frames] &= ~np.uint32(PG_ANON_EXCLUSIVE)
+    m.rmap.page_dup(frames, vma, vpns)
+
+
+def page_remove_rmap(m: Machine, frames: np.ndarray, vma: VMA, vpns: np.ndarray) -> None:
+    """folio_remove_rmap_ptes: the PTEs at vpns stopped mapping frames."""
+    m.frames.mapcount[frames] -= 1
+    m.rmap.page_remove(frames, vma, vpns)
+
+
+def page_move_anon_rmap(m: Machine, frames: np.ndarray, vma: VMA, vpns: np.ndarray) -> None:
+    """folio_move_anon_rmap: reuse at do_wp_page makes the page vma's own."""
+    m.frames.flags[frames] |= PG_ANON_EXCLUSIVE
+    m.rmap.page_move(frames, vma, vpns)
+
+
+def put_pages(m: Machine, frames: np.ndarray) -> None:
+    """folio_put for each frame: drop one reference, free those reaching zero."""
+    if not len(frames):
+        return
+    ft = m.frames
+    ft.refcount[frames] -= 1
+    dead = frames[ft.refcount[frames] == 0]
+    if len(dead):
+        m.rmap.page_freed(dead)
+        m.lru_del(dead)
+        ft.free(dead)
+
+
+class RmapWalkControl:
+    """rmap_walk_control: what to do at each mapping, and when to stop.
+
+    rmap_one(frame, vma, vpn) returns False to stop the walk; done(frame)
+    is asked after each VMA; invalid_vma(vma) skips a VMA before its PTE is
+    looked at.
+    """
+
+    __slots__ = ("rmap_one", "done", "invalid_vma")
+
+    def __init__(self, rmap_one: Callable[[int, VMA, int], bool],
+                 done: Callable[[int], bool] | None = None,
+                 invalid_vma: Callable[[VMA], bool] | None = None) -> None:
+        self.rmap_one = rmap_one
+        self.done = done
+        self.invalid_vma = invalid_vma
+
+
+def rmap_walk(m: Machine, frame: int, rwc: RmapWalkControl, charge: bool = True) -> None:
+    """rmap_walk_anon: visit every PTE mapping frame, through the scheme.
+
+    Cost: the scheme's candidates (charged to walks.vmas/anon_vmas) plus one
+    PTE look-up per candidate whose range covers the page (walks.ptes).
+    """
+    st = m.walks if charge else None
+    if st is not None:
+        st.count += 1
+    rmap_one = rwc.rmap_one
+    done = rwc.done
+    invalid = rwc.invalid_vma
+    want = (frame << PTE_SHIFT) | PTE_PRESENT
+    mask = ~((1 << PTE_SHIFT) - 1) | PTE_PRESENT
+    for vma, vpn in m.rmap.candidates(frame, st):
+        if invalid is not None and invalid(vma):
+            continue
+        i = vpn - vma.start
+        if 0 <= i < vma.end - vma.start:
+            if st is not None:
+                st.ptes += 1
+            # page_vma_mapped_walk: the PTE maps this very frame
+            if (int(vma.pt[i]) & mask) == want:
+                if not rmap_one(frame, vma, vpn):
+                    break
+        if done is not None and done(frame):
+            break
+
+
+def page_referenced(m: Machine, frame: int) -> int:
+    """folio_referenced: count and clear the young bits of frame's PTEs.
+
+    Stops as soon as every mapping was seen (the kernel's mapcount
+    countdown), which is why the order a scheme walks in matters.
+    """
+    ft = m.frames
+    left = [int(ft.mapcount[frame])]
+    refs = [0]
+    if ft.flags[frame] & PG_REFERENCED:
+        ft.flags[frame] &= ~np.uint32(PG_REFERENCED)
+        refs[0] += 1
+    if left[0] <= 0:
+        return refs[0]
+
+    def one(f: int, vma: VMA, vpn: int) -> bool:
+        i = vpn - vma.start
+        pte = int(vma.pt[i])
+        if pte & PTE_YOUNG:
+            vma.pt[i] = pte & ~PTE_YOUNG
+            refs[0] += 1
+        left[0] -= 1
+        return left[0] > 0
+
+    rmap_walk(m, frame, RmapWalkControl(one))
+    return refs[0]
+
+
+def find_mappings(m: Machine, frame: int) -> list[tuple[VMA, int]]:
+    """Every (vma, vpn) whose PTE maps frame, by an uncharged full walk (checker)."""
+    found: list[tuple[VMA, int]] = []
+
+    def one(f: int, vma: VMA, vpn: int) -> bool:
+        found.append((vma, vpn))
+        return True
+
+    rmap_walk(m, frame, RmapWalkControl(one), charge=False)
+    return found
+
+
+__all__ = ["WalkStats", "RmapWalkControl", "rmap_walk", "page_referenced", "find_mappings",
+           "page_add_new_anon_rmap", "page_add_anon_rmap", "page_dup_rmap",
+           "page_remove_rmap", "page_move_anon_rmap", "put_pages", "linear_page_index"]

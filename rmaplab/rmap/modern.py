@@ -1,0 +1,105 @@
+# SPDX-License-Identifier: GPL-2.0-only
+"""Scheme ``modern``: anon_vma_chain as Linux 6.18 has it (mm/rmap.c).
+
+What it adds to the 2010 scheme:
+  - anon_vma->root: one lock (the root's rwsem) for a whole fork tree, and
+    a page mapped non-exclusively points at the root;
+  - the avcs of an anon_vma sit in an interval tree keyed by the VMA's
+    pgoff range, so a walk examines only VMAs whose range covers the page;
+  - reference counts: an anon_vma lives while it has avcs or children
+    (each child holds a reference on the root), not just while its list is
+    non-empty;
+  - the reuse rule (commit 7a3ef208e662, refined by 2555283eb40d): at fork,
+    a VMA takes over an ancestor anon_vma with no active VMAs and fewer
+    than two children instead of allocating one, which bounds anon_vmas to
+    at most twice the VMAs in fork chains (REFERENCES.md row 4).
+
+Sizes on x86_64 are this machine's /proc/slabinfo object sizes: anon_vma
+104, anon_vma_chain 64 (REFERENCES.md row 2b).
+
+The interval tree is modelled by its answer, not its nodes: the walk
+examines (and is charged for) exactly the avcs whose range covers the
+page, in insertion order, as the tree's in-order walk returns equal keys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from ..mm_types import VM_LOCK_RMAP
+from .anon_vma_chain import AnonVma, AnonVmaChainScheme
+from .protocol import WalkStats
+
+if TYPE_CHECKING:
+    from ..mm_types import VMA
+
+SIZES = {
+    "x86_64": {"anon_vma": 104, "anon_vma_chain": 64, "vma_fields": 24},
+    "i386": {"anon_vma": 44, "anon_vma_chain": 32, "vma_fields": 12},
+}
+
+
+class ModernScheme(AnonVmaChainScheme):
+    name = "modern"
+
+    def new_root(self, av: AnonVma) -> None:
+        av.num_children += 1  # self-parent link for a new root
+
+    def fork_reuses(self, vma: VMA) -> bool:
+        """anon_vma_clone's reuse: an ancestor with no VMAs and < 2 children."""
+        for avc in vma.avcs:
+            av = avc.anon_vma
+            if av.num_children < 2 and av.num_active_vmas == 0:
+                vma.anon_vma = av
+                av.num_active_vmas += 1
+                return True
+        return False
+
+    def fork_parent(self, av: AnonVma, parent: AnonVma) -> None:
+        av.root = parent.root
+        av.parent = parent
+        parent.root.refcount += 1  # get_anon_vma(root)
+        parent.num_children += 1
+
+    def emptied(self, av: AnonVma) -> None:
+        """The tree is empty: the parent loses a child, and our reference goes."""
+        av.parent.num_children -= 1
+        self.put_anon_vma(av)
+
+    def put_anon_vma(self, av: AnonVma) -> None:
+        av.refcount -= 1
+        if av.refcount == 0:
+            root = av.root
+            self.anon_vma_free(av)
+            if root is not av:
+                root.refcount -= 1
+                if root.refcount == 0:
+                    self.anon_vma_free(root)
+
+    def oldest(self, vma: VMA) -> AnonVma:
+        return vma.anon_vma.root
+
+    def candidates(self, frame: int, st: WalkStats | None) -> Iterator[tuple[VMA, int]]:
+        av = self.m.frames.mapping[frame]
+        if av is None or av.freed:
+            return
+        index = int(self.m.frames.index[frame])
+        if st is not None:
+            st.anon_vmas += 1  # the root's rwsem
+        hits = [avc.vma for avc in av.head
+                if avc.vma.pgoff <= index < avc.vma.pgoff + (avc.vma.end - avc.vma.start)]
+        if st is not None:
+            st.listed += len(hits)
+        for vma in hits:
+            if st is not None:
+                st.vmas += 1
+            if vma.flags & VM_LOCK_RMAP:
+                continue
+            yield vma, vma.start + (index - vma.pgoff)
+
+    def sizes(self) -> dict[str, dict[str, int]]:
+        return SIZES
+
+    def keeps_empty(self, av: AnonVma) -> bool:
+        return av.refcount > 0  # held by a child anon_vma's root reference
