@@ -23,7 +23,8 @@ from .errors import OomKill, SysError
 from .madvise import do_madvise
 from .memory import handle_mm_fault_range
 from .mlock import do_mlock
-from .mm_types import MM, PTE_PRESENT, PTE_SHIFT, PTE_SWAP, Task, flags_to_prot, prot_to_flags
+from .mm_types import (MM, PTE_PRESENT, PTE_SHIFT, PTE_SWAP, VM_LOCKED, Task, flags_to_prot,
+                       prot_to_flags)
 from .mmap import do_mmap, do_vmi_munmap
 from .mprotect import do_mprotect
 from .mremap import do_mremap
@@ -203,30 +204,30 @@ class Machine:
             raise OomKill(victim.name)
 
     # -- observation --------------------------------------------------------------
+    def raw_task(self, task: Task) -> RawTask:
+        """One task's VMAs and non-empty PTEs with physical identities."""
+        rt = RawTask()
+        ft = self.frames
+        for vma in task.mm.vmas:
+            rt.vmas.append(RawVma(vma.start << PAGE_SHIFT, vma.end << PAGE_SHIFT,
+                                  flags_to_prot(vma.flags), bool(vma.flags & VM_LOCKED)))
+            pt = vma.pt
+            for i in pt.nonzero()[0].tolist():
+                pte = int(pt[i])
+                addr = (vma.start + i) << PAGE_SHIFT
+                ident = pte >> PTE_SHIFT
+                if pte & PTE_PRESENT:
+                    if ident == 0:
+                        rt.pages.append(RawPage(addr, "present", ZERO))
+                    else:
+                        rt.pages.append(RawPage(addr, "present", ident, int(ft.mapcount[ident])))
+                elif pte & PTE_SWAP:
+                    rt.pages.append(RawPage(addr, "swap", ("swap", ident)))
+        return rt
+
     def snapshot(self, label: str) -> dict:
         """The observable state, canonical as TRACE_FORMAT.md's snapshot."""
-        raw: dict[str, RawTask] = {}
-        ft = self.frames
-        for name, task in self.tasks.items():
-            rt = RawTask()
-            for vma in task.mm.vmas:
-                rt.vmas.append(RawVma(vma.start << PAGE_SHIFT, vma.end << PAGE_SHIFT,
-                                      flags_to_prot(vma.flags), bool(vma.flags & 0x2000)))
-                pt = vma.pt
-                for i in pt.nonzero()[0].tolist():
-                    pte = int(pt[i])
-                    addr = (vma.start + i) << PAGE_SHIFT
-                    ident = pte >> PTE_SHIFT
-                    if pte & PTE_PRESENT:
-                        if ident == 0:
-                            rt.pages.append(RawPage(addr, "present", ZERO))
-                        else:
-                            rt.pages.append(RawPage(addr, "present", ident,
-                                                    int(ft.mapcount[ident])))
-                    elif pte & PTE_SWAP:
-                        rt.pages.append(RawPage(addr, "swap", ident))
-            raw[name] = rt
-        return canonical_snapshot(label, raw)
+        return canonical_snapshot(label, {name: self.raw_task(t) for name, t in self.tasks.items()})
 
     def objects(self) -> dict[str, int]:
         live = self.slab.live

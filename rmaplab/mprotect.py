@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .errors import SysError
-from .mm_types import MM, PTE_PRESENT, PTE_WRITE, VM_ACCESS_FLAGS, VM_ACCOUNT, VM_WRITE, VMA
+from .mm_types import (MM, PTE_PRESENT, PTE_WRITE, VM_ACCESS_FLAGS, VM_ACCOUNT, VM_LOCKED,
+                       VM_WRITE, VMA)
 from .mmap import vma_modify_flags
 
 if TYPE_CHECKING:
@@ -70,6 +71,11 @@ def mprotect_fixup(m: Machine, prev: VMA | None, vma: VMA, start: int, end: int,
     vma.flags = newflags
     if not newflags & VM_WRITE:
         change_protection(vma, start, end)
+    elif oldflags & (VM_WRITE | VM_LOCKED) == VM_LOCKED:
+        # a locked private VMA turning writable breaks COW now, so that later
+        # writes do not fault (populate_vma_page_range in mprotect_fixup)
+        from .memory import populate_range
+        populate_range(m, vma, start, end)
     return vma
 
 

@@ -39,8 +39,9 @@ def do_mremap(m: Machine, mm: MM, addr: int, old: int, new: int, new_addr: int |
         if old == new:
             remap_move(m, mm, addr, old, new_addr)
             return
+        # the part that will move must lie in one VMA, checked before anything
         vma = mm.vma_lookup(addr)
-        if vma is None or addr + old > vma.end:
+        if vma is None or addr + min(old, new) > vma.end:
             raise SysError("EFAULT")
         do_vmi_munmap(m, mm, new_addr, new_addr + new)
         if old > new:

@@ -85,8 +85,10 @@ def write_jsonl(f: IO[str], objs: list[dict[str, Any]]) -> None:
               help="Where to write the snapshots, one JSON object per line.")
 @click.option("--cpu", type=int, default=None,
               help="CPU to pin every process of the run to (default: the last allowed one).")
+@click.option("--wait-lock", type=click.FloatRange(min=0), default=0.0, metavar="SECONDS",
+              help="Wait this long for another kernel run to finish (default: refuse at once).")
 def kernel_run_cmd(trace: str, results_path: str, snapshots_path: str | None,
-                   cpu: int | None) -> None:
+                   cpu: int | None, wait_lock: float) -> None:
     """Run TRACE on this machine's kernel (needs root); write results and snapshots."""
 
     def body() -> int:
@@ -96,7 +98,7 @@ def kernel_run_cmd(trace: str, results_path: str, snapshots_path: str | None,
         if snapshots_path is not None:
             outs.append(_open_out(snapshots_path))
         try:
-            results, snapshots = run_on_kernel(ops, cpu=cpu)
+            results, snapshots = run_on_kernel(ops, cpu=cpu, wait_lock=wait_lock)
             write_jsonl(outs[0], results)
             if len(outs) > 1:
                 write_jsonl(outs[1], snapshots)
@@ -113,7 +115,9 @@ def kernel_run_cmd(trace: str, results_path: str, snapshots_path: str | None,
 @click.argument("trace", type=click.Path(dir_okay=False, allow_dash=False))
 @click.option("--scheme", default=None, metavar="NAME",
               help="rmap scheme of the model (default: the model's default).")
-def kernel_diff_cmd(trace: str, scheme: str | None) -> None:
+@click.option("--wait-lock", type=click.FloatRange(min=0), default=0.0, metavar="SECONDS",
+              help="Wait this long for another kernel run to finish (default: refuse at once).")
+def kernel_diff_cmd(trace: str, scheme: str | None, wait_lock: float) -> None:
     """Compare the model with this machine's kernel on TRACE (needs root).
 
     The kernel runs twice; if its two answers differ the trace is reported
@@ -123,8 +127,19 @@ def kernel_diff_cmd(trace: str, scheme: str | None) -> None:
 
     def body() -> int:
         from .diff import kernel_diff
+        from .runner import run_on_kernel
         ops: list[Op] = load_trace(trace)
-        return kernel_diff(ops, scheme=scheme, echo=click.echo)
+        if scheme is not None:
+            from ..rmap import SCHEMES
+            if scheme not in SCHEMES:
+                # Checked before the kernel runs rather than after both.
+                raise click.BadParameter(f"unknown scheme {scheme!r}; choose one of "
+                                         + ", ".join(SCHEMES), param_hint="--scheme")
+
+        def run_kernel(prefix: list[Op]) -> tuple[list[dict], list[dict]]:
+            return run_on_kernel(prefix, wait_lock=wait_lock)
+
+        return kernel_diff(ops, scheme=scheme, echo=click.echo, run_kernel=run_kernel)
 
     sys.exit(guarded(body))
 

@@ -32,16 +32,22 @@ import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 from ..consts import WINDOW_END, WINDOW_START
 from ..snapshot import canonical_snapshot
 from ..trace import Op
 from .observe import KernelUnavailable, Observer, preflight
-from .swap import (LOCK_PATH, PageCluster, RunLock, SwapArea, active_swaps, choose_swap_dir,
-                   wait_writeback)
-from .worker import (PR_SET_CHILD_SUBREAPER, WORKER_COMM, Libc, become_worker, recv_msg,
-                     send_msg)
+from .swap import (
+    LOCK_PATH,
+    PageCluster,
+    RunLock,
+    SwapArea,
+    active_swaps,
+    choose_swap_dir,
+    wait_writeback,
+)
+from .worker import PR_SET_CHILD_SUBREAPER, WORKER_COMM, Libc, become_worker, recv_msg, send_msg
 
 PR_GET_CHILD_SUBREAPER = 37
 _STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
@@ -121,7 +127,7 @@ class KernelRun:
 
     # -- machine settings --------------------------------------------------
 
-    def __enter__(self) -> KernelRun:
+    def __enter__(self) -> Self:
         with signals_blocked():
             try:
                 self._acquire()
@@ -382,7 +388,6 @@ def run_on_kernel(ops: list[Op], *, cpu: int | None = None, lock_path: str = LOC
     lock before giving up (the command line never waits).
     """
     need_swap = any(op.op == "swapon" for op in ops)
-    with stop_signals_raise():
-        with KernelRun(cpu=cpu, lock_path=lock_path, wait_lock=wait_lock,
-                       need_swap=need_swap) as run:
-            return run.run(ops)
+    with stop_signals_raise(), KernelRun(cpu=cpu, lock_path=lock_path, wait_lock=wait_lock,
+                                         need_swap=need_swap) as run:
+        return run.run(ops)

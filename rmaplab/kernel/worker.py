@@ -303,7 +303,7 @@ class Worker:
                 if not write:
                     reply["values"] = values
                 return reply
-            if write:
+            if value is not None:
                 ctypes.memset(a, value, 1)
             else:
                 values.append(ctypes.c_ubyte.from_address(a).value)
@@ -347,7 +347,7 @@ def become_worker(chan: socket.socket, cpu: int) -> NoReturn:
     except BaseException as exc:  # noqa: BLE001 - a worker must never return into the runner
         try:
             print(f"rmaplab kernel worker {os.getpid()}: {exc!r}", file=sys.stderr)
-        except BaseException:  # noqa: BLE001
+        except BaseException:  # noqa: BLE001, S110 - stderr gone: nothing left to tell
             pass
     finally:
         os._exit(code)
