@@ -33,8 +33,8 @@ def kernel_run(trace: Path, out: Path) -> tuple[str, str]:
     res, snap = out / "results.jsonl", out / "snapshots.jsonl"
     # The standalone entry point needs only the kernel runner, not the model.
     cmd = [sys.executable, "-m", "rmaplab.kernel.cli", "kernel-run", str(trace),
-           "--results", str(res), "--snapshots", str(snap)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+           "--results", str(res), "--snapshots", str(snap), "--wait-lock", "120"]
+    proc = subprocess.run(cmd, check=False, capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"{trace.name}: kernel-run exited {proc.returncode}:\n{proc.stderr}")
     return res.read_text(), snap.read_text()
