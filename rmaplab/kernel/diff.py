@@ -72,7 +72,8 @@ def _result_divergences(op: Op, m: dict | None, k: dict | None) -> list[Divergen
         return [Divergence(op.line, op.op, op.task, op.addr, "result",
                            _show(m) if m else None, _show(k) if k else None)]
     out = []
-    keys = sorted((set(m) | set(k)) - {"line", "op", "values"})
+    # Only a read's values get the per-page comparison below.
+    keys = sorted((set(m) | set(k)) - {"line", "op"} - ({"values"} if op.op == "read" else set()))
     for key in keys:
         if m.get(key) != k.get(key):
             out.append(Divergence(op.line, op.op, op.task, op.addr, key, m.get(key), k.get(key)))

@@ -247,6 +247,27 @@ class AnonVmaChainScheme(RmapScheme):
                 continue  # seed 002's VM_LOCK_RMAP: do not follow this rmap
             yield vma, vma.start + (index - vma.pgoff)
 
+    interval = False  # the 2010 list: every VMA on it is examined
+
+    def walk_groups(self, frames: np.ndarray):
+        """Group frames by the anon_vma they point at: one walk order each."""
+        ft = self.m.frames
+        mapping = ft.mapping[frames]
+        groups: dict[int, tuple[AnonVma, list[int]]] = {}
+        for j, av in enumerate(mapping.tolist()):
+            g = groups.get(id(av))
+            if g is None:
+                groups[id(av)] = (av, [j])
+            else:
+                g[1].append(j)
+        for av, js in groups.values():
+            sel = np.asarray(js, dtype=np.int64)
+            f = frames[sel]
+            if av is None or av.freed:
+                yield [], f, ft.index[f], self.interval, None
+            else:
+                yield [avc.vma for avc in av.head], f, ft.index[f], self.interval, av
+
     # -- accounting -----------------------------------------------------------------
     def objects(self) -> dict[str, int]:
         return {"anon_vma": self.nr_anon_vma, "anon_vma_chain": self.nr_avc}

@@ -98,6 +98,8 @@ class ModernScheme(AnonVmaChainScheme):
                 continue
             yield vma, vma.start + (index - vma.pgoff)
 
+    interval = True  # the interval tree returns only VMAs covering the page
+
     def sizes(self) -> dict[str, dict[str, int]]:
         return SIZES
 

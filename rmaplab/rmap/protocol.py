@@ -127,6 +127,14 @@ class RmapScheme:
         order, charging st (None: the checker's uncharged walk)."""
         raise NotImplementedError
 
+    def walk_groups(self, frames: np.ndarray):
+        """For batched walks: yield (vmas, frames, indices, interval) groups,
+        where vmas is the ordered list every frame of the group would walk,
+        and interval says whether VMAs not covering a page are skipped
+        unseen (an interval tree) or examined and passed over (a list).
+        None: this scheme only walks one frame at a time."""
+        return None
+
     # -- accounting ---------------------------------------------------------
     def objects(self) -> dict[str, int]:
         return {}
