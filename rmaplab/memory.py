@@ -185,10 +185,13 @@ def _try_free_swap(m: Machine, frames: np.ndarray, ok: np.ndarray) -> np.ndarray
     only other reference is the cache may drop it and be reused."""
     ft = m.frames
     out = np.zeros(len(frames), bool)
-    for j, f in enumerate(frames.tolist()):
-        if ok[j] or not ft.flags[f] & PG_SWAPCACHE:
-            continue
-        if ft.refcount[f] == 2 and m.swap is not None and m.swap.try_free_swap(f):
+    if m.swap is None:
+        return out
+    cand = np.flatnonzero(~ok & ((ft.flags[frames] & PG_SWAPCACHE) != 0)
+                          & (ft.refcount[frames] == 2))
+    for j in cand.tolist():
+        f = int(frames[j])
+        if m.swap.try_free_swap(f):
             out[j] = ft.refcount[f] == 1
     return out
 
