@@ -34,7 +34,8 @@ from .slab import Slab
 from .snapshot import ZERO, RawPage, RawTask, RawVma, canonical_snapshot
 
 COUNTERS = ("pgfault", "cow", "cow_reuse", "pgscan", "pgsteal", "pswpin", "pswpout",
-            "pgvolatile", "trylock_fail", "oom_kill", "lazyfree_discard")
+            "pgvolatile", "trylock_fail", "oom_kill", "lazyfree_discard", "swapoff_mms",
+            "swapoff_ptes")
 
 #: Default frame limit: room for the 10,000 x 1,000 AIM7 scenario and more.
 DEFAULT_FRAMES = 1 << 24
@@ -47,6 +48,7 @@ class Config:
     scheme: str = "modern"
     frames: int = DEFAULT_FRAMES
     vm_lock_rmap: bool = False  # seed 002's VM_LOCK_RMAP, removed as merged
+    unuse: str = "2019"  # try_to_unuse: "2004" (seed 004) or "2019" (b56a2d8af914)
     check: bool = False  # run the invariant checker after every op
 
 
@@ -66,6 +68,7 @@ class Machine:
         self.swap = None  # the swap area (swapfile.SwapArea) while one is on
         self.mmlist: list[MM] = []  # seed 004: mms that may have swap entries
         self.kills: list[str] = []  # OOM victims of the op running now
+        self.lru_clock = 0
         self.vma_serial = 0
         self.mm_serial = 0
         self.pid_serial = 0
@@ -188,7 +191,7 @@ class Machine:
             mm.on_mmlist = False
 
     # -- OOM --------------------------------------------------------------------
-    def out_of_memory(self, faulting: MM) -> None:
+    def out_of_memory(self, faulting: MM | None) -> None:
         """out_of_memory: kill the task with the largest rss + swap entries.
 
         Raises OomKill when the victim is the faulting task itself.
@@ -200,7 +203,7 @@ class Machine:
         self.kills.append(victim.name)
         self._kill(victim)
         victim.killed = True
-        if victim.mm is None and faulting.owner is victim:
+        if faulting is not None and faulting.owner is victim:
             raise OomKill(victim.name)
 
     # -- observation --------------------------------------------------------------

@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .errors import Segv
-from .mm_types import (PTE_DIRTY, PTE_PRESENT, PTE_SHIFT, PTE_SWAP, PTE_WRITE, PTE_YOUNG,
-                       VM_READ, VM_WRITE, VMA)
+from .mm_types import (PTE_DIRTY, PTE_PRESENT, PTE_SHIFT, PTE_SWAP, PTE_SWP_EXCLUSIVE,
+                       PTE_WRITE, PTE_YOUNG, VM_READ, VM_WRITE, VMA)
 from .page_alloc import PG_ANON_EXCLUSIVE, PG_SWAPCACHE
 from .rmap.core import (page_add_new_anon_rmap, page_dup_rmap, page_move_anon_rmap,
                         page_remove_rmap, put_pages)
@@ -130,12 +130,17 @@ def write_range(m: Machine, vma: VMA, lo: int, hi: int, value: int | None) -> No
     """Stores of value to [lo, hi) of vma (all pages writable by prot);
     value None is a write fault that keeps the data (populate)."""
     i0, i1 = lo - vma.start, hi - vma.start
+    may_reclaim = True
     while i0 < i1:
-        i0 = _write_some(m, vma, i0, i1, value)
+        i0, reclaimed = _write_some(m, vma, i0, i1, value, may_reclaim)
+        # after a reclaim that did not free enough, the next pass goes to the OOM killer
+        may_reclaim = not reclaimed
 
 
-def _write_some(m: Machine, vma: VMA, i0: int, i1: int, value: int | None) -> int:
-    """Handle a prefix of [i0, i1); return where to go on."""
+def _write_some(m: Machine, vma: VMA, i0: int, i1: int, value: int | None,
+                may_reclaim: bool) -> tuple[int, bool]:
+    """Handle a prefix of [i0, i1); return where to go on, and whether this
+    pass only reclaimed (the caller then comes back without reclaim)."""
     ft = m.frames
     pt = vma.pt
     seg = pt[i0:i1]
@@ -144,10 +149,7 @@ def _write_some(m: Machine, vma: VMA, i0: int, i1: int, value: int | None) -> in
         if swap[0] == 0:
             from .swap_state import do_swap_page
             do_swap_page(m, vma, vma.start + i0, write=True)
-            if value is not None:
-                ft.data[int(pt[i0]) >> PTE_SHIFT] = value
-            pt[i0] |= _W | _Y | _D
-            return i0 + 1
+            return i0, False  # mapped now: the write goes on as for a present page
         i1 = i0 + int(swap[0])
         seg = pt[i0:i1]
     frames = seg >> PTE_SHIFT
@@ -168,16 +170,17 @@ def _write_some(m: Machine, vma: VMA, i0: int, i1: int, value: int | None) -> in
     need = np.cumsum(new)
     total = int(need[-1]) if len(need) else 0
     if total > ft.nr_free:
-        m.reclaim_for(total - ft.nr_free)
-        if total > ft.nr_free:
-            k = int(np.searchsorted(need, ft.nr_free, side="right"))
-            if k == 0:
-                m.out_of_memory(vma.mm)
-                return i0  # the victim's frames are free now; go again
-            i1 = i0 + k
-            return _write_prefix(m, vma, i0, i1, value, new[:k], reuse[:k], ro[:k],
-                                 empty[:k] | zero[:k])
-    return _write_prefix(m, vma, i0, i1, value, new, reuse, ro, empty | zero)
+        if may_reclaim:
+            # reclaim may unmap pages of this very range: look again after it
+            m.reclaim_for(total - ft.nr_free)
+            return i0, True
+        k = int(np.searchsorted(need, ft.nr_free, side="right"))
+        if k == 0:
+            m.out_of_memory(vma.mm)
+            return i0, False  # the victim's frames are free now; go again
+        return _write_prefix(m, vma, i0, i0 + k, value, new[:k], reuse[:k], ro[:k],
+                             empty[:k] | zero[:k]), False
+    return _write_prefix(m, vma, i0, i1, value, new, reuse, ro, empty | zero), False
 
 
 def _try_free_swap(m: Machine, frames: np.ndarray, ok: np.ndarray) -> np.ndarray:
@@ -191,7 +194,7 @@ def _try_free_swap(m: Machine, frames: np.ndarray, ok: np.ndarray) -> np.ndarray
                           & (ft.refcount[frames] == 2))
     for j in cand.tolist():
         f = int(frames[j])
-        if m.swap.try_free_swap(f):
+        if m.swap.try_free_swap(m, f):
             out[j] = ft.refcount[f] == 1
     return out
 
@@ -252,8 +255,9 @@ def zap_vma_range(m: Machine, vma: VMA, lo: int, hi: int) -> None:
         put_pages(m, frames)
     swp = (ptes & _S) != 0
     if swp.any():
-        m.swap.free_entries(ptes[swp] >> PTE_SHIFT)
         vma.mm.swapents -= int(np.count_nonzero(swp))
+        seg[nz] = 0  # the PTEs go first: freeing the cache may look for mappings
+        m.swap.free_entries(m, ptes[swp] >> PTE_SHIFT)
     seg[nz] = 0
 
 
@@ -273,7 +277,8 @@ def copy_page_range(m: Machine, dst: VMA, src: VMA) -> None:
         return
     ptes = pt[nz]
     present = (ptes & _P) != 0
-    ptes = np.where(present, ptes & ~_W, ptes)
+    # COW: write-protect present PTEs; a swap PTE loses its exclusive bit
+    ptes = np.where(present, ptes & ~_W, ptes & ~PTE_SWP_EXCLUSIVE)
     pt[nz] = ptes
     dst.pt[nz] = np.where(present, ptes & ~_Y, ptes)
     frames = ptes >> PTE_SHIFT
@@ -284,8 +289,10 @@ def copy_page_range(m: Machine, dst: VMA, src: VMA) -> None:
         dst.mm.rss += len(af)
     swp = ~present
     if swp.any():
+        from .swapfile import mmlist_add_after
         m.swap.duplicate(frames[swp], dst.mm, src.mm)
         dst.mm.swapents += int(np.count_nonzero(swp))
+        mmlist_add_after(m, dst.mm, src.mm)
 
 
 def populate_range(m: Machine, vma: VMA, lo: int, hi: int) -> None:

@@ -12,7 +12,8 @@ these arrays instead of touching entries one by one.
 
 PTE encoding (one int64):
   bit 0 present, bit 1 writable, bit 2 young (accessed), bit 3 dirty,
-  bit 4 swap entry (not present), bits 8.. the frame number, or the swap slot.
+  bit 4 swap entry (not present), bit 5 the swap entry's exclusive bit,
+  bits 8.. the frame number, or the swap slot.
   0 is pte_none. Frame 0 is the shared zero page.
 
 Locks (modelled as names in the contention model; a single thread here):
@@ -42,6 +43,7 @@ PTE_WRITE = 0x2
 PTE_YOUNG = 0x4
 PTE_DIRTY = 0x8
 PTE_SWAP = 0x10
+PTE_SWP_EXCLUSIVE = 0x20  # swap PTE of a page that was exclusive (pte_swp_exclusive)
 PTE_SHIFT = 8
 
 ZERO_PFN = 0

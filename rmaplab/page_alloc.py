@@ -34,7 +34,7 @@ class FrameTable:
     """All struct pages of the machine. ``limit`` is the number of usable frames."""
 
     __slots__ = ("limit", "cap", "mapcount", "refcount", "flags", "mapping", "index",
-                 "private", "data", "free_stack", "nfree_stack", "next_unused", "used")
+                 "private", "data", "lru_seq", "free_stack", "nfree_stack", "next_unused", "used")
 
     def __init__(self, limit: int, initial: int = 1024) -> None:
         self.limit = limit
@@ -46,6 +46,7 @@ class FrameTable:
         self.index = np.zeros(0, np.int64)
         self.private = np.full(0, -1, np.int64)
         self.data = np.zeros(0, np.uint8)
+        self.lru_seq = np.zeros(0, np.int64)  # LRU age: lower is older
         self.free_stack = np.zeros(0, np.int64)
         self.nfree_stack = 0
         self.next_unused = 1  # frame 0 is the zero page
@@ -70,6 +71,7 @@ class FrameTable:
         self.index = grow(self.index, 0)
         self.private = grow(self.private, -1)
         self.data = grow(self.data, 0)
+        self.lru_seq = grow(self.lru_seq, 0)
         self.cap = cap
 
     @property

@@ -1,89 +1,282 @@
 # SPDX-License-Identifier: GPL-2.0-only
-"""Reclaim (mm/vmscan.c) and the madvise advices that feed it.
+"""Reclaim (mm/vmscan.c) and the madvise advices that feed it (mm/madvise.c).
 
-Until the swap issue lands this holds the part of reclaim that needs no
-swap area: MADV_FREE's lazy free (a clean page mapped once is discarded by
-MADV_PAGEOUT or reclaim, unless it was written again) and the LRU hooks.
-Anonymous pages that are not lazily freed need a swap slot to be
-reclaimed, so without a swap area reclaim frees nothing else.
+The LRU: every anonymous page (mapped, or in the swap cache) is on it,
+active or inactive, aged by a sequence number (lower is older); new pages
+start inactive. Global reclaim (try_to_free_pages) deactivates the active
+list when the inactive one is shorter, then scans inactive pages oldest
+first through shrink_folio_list:
+
+  page_referenced (a charged rmap walk)  -> referenced: activate, keep
+  not in the swap cache and swap-backed  -> add_to_swap (no slot: keep)
+  try_to_unmap (a charged rmap walk)     -> TTU.FAIL (VM_LOCKED): keep
+                                            TTU.AGAIN (still mapped): keep
+  dirty                                  -> pageout: written to the slot
+  unmapped, only the cache holds it      -> freed (pgsteal)
+
+A lazily freed page (MADV_FREE) that stayed clean is discarded without a
+slot; one written again becomes swap-backed again and stays this round.
+MADV_PAGEOUT runs the same list over the range's pages that only one
+process maps, ignoring references; MADV_COLD deactivates them.
 """
 
 from __future__ import annotations
 
+import enum
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .mm_types import PTE_DIRTY, PTE_PRESENT, PTE_SHIFT, VMA
-from .page_alloc import PG_LAZYFREE
-from .rmap.core import page_remove_rmap, put_pages
+from .mm_types import PTE_DIRTY, PTE_PRESENT, PTE_SHIFT, PTE_SWAP, PTE_SWP_EXCLUSIVE, PTE_YOUNG
+from .mm_types import VM_LOCKED, VMA
+from .page_alloc import (PG_ACTIVE, PG_ANON_EXCLUSIVE, PG_DIRTY, PG_LAZYFREE, PG_LRU,
+                         PG_SWAPCACHE)
+from .rmap.core import RmapWalkControl, page_referenced, put_pages, rmap_walk
 
 if TYPE_CHECKING:
     from .machine import Machine
 
 
+class TTU(enum.Enum):
+    """try_to_unmap's outcome (SWAP_SUCCESS/AGAIN/FAIL of seed 001)."""
+
+    SUCCESS = 0
+    AGAIN = 1
+    FAIL = 2
+    DISCARD = 3  # seed 003: a volatile page dropped without writeout
+
+
+# -- the LRU -----------------------------------------------------------------------
+
 def lru_add(m: Machine, frames: np.ndarray) -> None:
-    """folio_add_lru: new pages start on the LRU (lists modelled with swap)."""
+    """folio_add_lru: new pages join the inactive list as its youngest."""
+    ft = m.frames
+    n = len(frames)
+    ft.flags[frames] = (ft.flags[frames] | PG_LRU) & ~np.uint32(PG_ACTIVE)
+    ft.lru_seq[frames] = np.arange(m.lru_clock, m.lru_clock + n)
+    m.lru_clock += n
 
 
 def lru_del(m: Machine, frames: np.ndarray) -> None:
-    """The freed frames leave the LRU."""
+    ft = m.frames
+    ft.flags[frames] &= ~np.uint32(PG_LRU | PG_ACTIVE)
+
+
+def _touch(m: Machine, frame: int, active: bool) -> None:
+    ft = m.frames
+    if active:
+        ft.flags[frame] |= PG_ACTIVE
+    else:
+        ft.flags[frame] &= ~np.uint32(PG_ACTIVE)
+    ft.lru_seq[frame] = m.lru_clock
+    m.lru_clock += 1
+
+
+def _lru_list(m: Machine, active: bool) -> np.ndarray:
+    """The frames of one LRU list, oldest first. Cost: O(frames log frames)."""
+    ft = m.frames
+    n = ft.next_unused
+    fl = ft.flags[:n]
+    on = (fl & PG_LRU) != 0
+    on &= ((fl & PG_ACTIVE) != 0) if active else ((fl & PG_ACTIVE) == 0)
+    frames = np.flatnonzero(on)
+    return frames[np.argsort(ft.lru_seq[frames], kind="stable")]
+
+
+# -- try_to_unmap -------------------------------------------------------------------
+
+def try_to_unmap(m: Machine, frame: int) -> TTU:
+    """try_to_unmap: replace every PTE of frame by its swap entry (or drop it,
+    for a clean lazily freed page). Stops at a VM_LOCKED VMA (TTU.FAIL)."""
+    ft = m.frames
+    state = {"ret": TTU.SUCCESS}
+    lazy = bool(ft.flags[frame] & PG_LAZYFREE) and not ft.flags[frame] & PG_SWAPCACHE
+
+    def one(f: int, vma: VMA, vpn: int) -> bool:
+        if vma.flags & VM_LOCKED:
+            state["ret"] = TTU.FAIL
+            return False
+        i = vpn - vma.start
+        pte = int(vma.pt[i])
+        if pte & PTE_DIRTY:
+            ft.flags[f] |= PG_DIRTY
+        if lazy:
+            if ft.flags[f] & PG_DIRTY:
+                # written again after MADV_FREE: swap-backed again, kept
+                ft.flags[f] &= ~np.uint32(PG_LAZYFREE)
+                state["ret"] = TTU.FAIL
+                return False
+            vma.pt[i] = 0
+        else:
+            slot = int(ft.private[f])
+            swp = (slot << PTE_SHIFT) | PTE_SWAP
+            if ft.flags[f] & PG_ANON_EXCLUSIVE:
+                swp |= PTE_SWP_EXCLUSIVE
+            vma.pt[i] = swp
+            m.swap.swap_map[slot] += 1
+            vma.mm.swapents += 1
+            from .swapfile import mmlist_add_front
+            mmlist_add_front(m, vma.mm)
+        vma.mm.rss -= 1
+        ft.mapcount[f] -= 1
+        m.rmap.page_remove(np.array([f], np.int64), vma, np.array([vpn], np.int64))
+        put_pages(m, np.array([f], np.int64))
+        return True
+
+    def done(f: int) -> bool:
+        return ft.mapcount[f] == 0 or ft.refcount[f] == 0
+
+    if ft.mapcount[frame] > 0:
+        rmap_walk(m, frame, RmapWalkControl(one, done))
+    if state["ret"] is TTU.SUCCESS and ft.refcount[frame] and ft.mapcount[frame] > 0:
+        return TTU.AGAIN
+    if state["ret"] is TTU.SUCCESS and lazy:
+        return TTU.DISCARD
+    if ft.refcount[frame] and ft.flags[frame] & PG_ANON_EXCLUSIVE and ft.mapcount[frame] == 0:
+        ft.flags[frame] &= ~np.uint32(PG_ANON_EXCLUSIVE)  # moved into the swap PTEs
+    return state["ret"]
+
+
+# -- shrink_folio_list ------------------------------------------------------------
+
+def shrink_page_list(m: Machine, frames: list[int], ignore_references: bool) -> int:
+    """shrink_folio_list: try to free each page in turn; returns pages freed."""
+    from .swap_state import add_to_swap_cache, delete_from_swap_cache
+    ft = m.frames
+    c = m.counters
+    freed = 0
+    for f in frames:
+        if ft.refcount[f] == 0 or not ft.flags[f] & PG_LRU:
+            continue  # freed or taken off the LRU by an earlier step
+        c["pgscan"] += 1
+        if not ignore_references and ft.mapcount[f] > 0 and page_referenced(m, f):
+            _touch(m, f, True)
+            continue
+        lazy = bool(ft.flags[f] & PG_LAZYFREE)
+        if not lazy and not ft.flags[f] & PG_SWAPCACHE:
+            if m.swap is None:
+                _touch(m, f, True)  # nowhere to put an anonymous page
+                continue
+            slot = m.swap.alloc_slot()
+            if slot < 0:
+                _touch(m, f, True)
+                continue
+            add_to_swap_cache(m, f, slot)
+            ft.flags[f] |= PG_DIRTY
+        if ft.mapcount[f] > 0:
+            ret = try_to_unmap(m, f)
+            if ret is TTU.FAIL:
+                if ft.refcount[f]:
+                    _touch(m, f, True)
+                continue
+            if ret is TTU.AGAIN:
+                continue
+            if ret is TTU.DISCARD:
+                c["pgsteal"] += 1
+                c["lazyfree_discard"] += 1
+                freed += 1
+                continue
+        if ft.refcount[f] == 0:
+            freed += 1
+            c["pgsteal"] += 1
+            continue
+        if ft.flags[f] & PG_SWAPCACHE:
+            if ft.flags[f] & PG_DIRTY:
+                slot = int(ft.private[f])
+                m.swap.data[slot] = ft.data[f]  # pageout: the write completes at once
+                ft.flags[f] &= ~np.uint32(PG_DIRTY)
+                c["pswpout"] += 1
+            if ft.mapcount[f] == 0 and ft.refcount[f] == 1:
+                delete_from_swap_cache(m, f)
+                freed += 1
+                c["pgsteal"] += 1
+    return freed
 
 
 def try_to_free_pages(m: Machine, pages: int) -> int:
-    """Global reclaim of up to pages pages; returns how many were freed."""
-    return 0
+    """Global reclaim of up to pages pages (the `reclaim` op, and direct
+    reclaim before the OOM killer). Two passes: the second sees the pages the
+    first found referenced (their young bits are clear by then)."""
+    freed = 0
+    for _ in range(2):
+        inactive = _lru_list(m, False)
+        active = _lru_list(m, True)
+        if len(inactive) < len(active):
+            # shrink_active_list: anonymous pages are deactivated regardless
+            for f in active[: len(active) - len(inactive) + 1].tolist():
+                _touch(m, f, False)
+            inactive = _lru_list(m, False)
+        for f in inactive.tolist():
+            if freed >= pages:
+                return freed
+            freed += shrink_page_list(m, [f], False)
+        if freed >= pages:
+            break
+    return freed
 
 
-def _present_anon(vma: VMA, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+# -- madvise ------------------------------------------------------------------------
+
+def _exclusive_anon(m: Machine, vma: VMA, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indexes (in vma) and frames of present anonymous pages mapped once."""
     i0 = lo - vma.start
     seg = vma.pt[i0:hi - vma.start]
     idx = np.flatnonzero((seg & PTE_PRESENT) != 0)
     frames = seg[idx] >> PTE_SHIFT
     keep = frames != 0
-    return idx[keep] + i0, frames[keep], seg
+    idx, frames = idx[keep], frames[keep]
+    own = m.frames.mapcount[frames] == 1
+    return idx[own] + i0, frames[own]
 
 
 def madvise_free(m: Machine, vma: VMA, lo: int, hi: int) -> None:
-    """madvise_free_pte_range: clean exclusively mapped pages become lazily
-    freeable (PTE dirty bit cleared, PG_lazyfree); shared ones are left."""
-    idx, frames, _ = _present_anon(vma, lo, hi)
-    if not len(idx):
-        return
+    """madvise_free_pte_range: swap entries are freed and emptied; pages only
+    this process maps are cleaned and marked lazily freeable."""
+    i0 = lo - vma.start
+    seg = vma.pt[i0:hi - vma.start]
+    sw = np.flatnonzero(seg & PTE_SWAP)
+    if len(sw):
+        slots = seg[sw] >> PTE_SHIFT
+        seg[sw] = 0
+        vma.mm.swapents -= len(sw)
+        m.swap.free_entries(m, slots)
+    idx, frames = _exclusive_anon(m, vma, lo, hi)
     ft = m.frames
-    own = ft.mapcount[frames] == 1
-    idx, frames = idx[own], frames[own]
-    vma.pt[idx] &= ~np.int64(PTE_DIRTY)
-    ft.flags[frames] |= PG_LAZYFREE
+    for i, f in zip(idx.tolist(), frames.tolist()):
+        if ft.flags[f] & PG_SWAPCACHE and not m.swap.try_free_swap(m, f):
+            continue
+        ft.flags[f] = (ft.flags[f] & ~np.uint32(PG_DIRTY)) | PG_LAZYFREE
+        vma.pt[i] &= ~np.int64(PTE_DIRTY | PTE_YOUNG)
+        _touch(m, f, False)
 
 
 def madvise_cold(m: Machine, vma: VMA, lo: int, hi: int) -> None:
-    """madvise_cold: deactivate (no visible effect without swap)."""
-
-
-def madvise_willneed(m: Machine, vma: VMA, lo: int, hi: int) -> None:
-    """madvise_willneed: swap-in readahead (nothing to read without swap)."""
+    """madvise_cold: pages mapped once get old PTEs and go to the inactive list."""
+    idx, frames = _exclusive_anon(m, vma, lo, hi)
+    vma.pt[idx] &= ~np.int64(PTE_YOUNG)
+    for f in frames.tolist():
+        _touch(m, f, False)
 
 
 def madvise_pageout(m: Machine, vma: VMA, lo: int, hi: int) -> None:
-    """madvise_pageout: reclaim the exclusively mapped pages of the range now.
+    """madvise_pageout: reclaim now the pages only this process maps, in
+    address order, without looking at references (reclaim_pages)."""
+    idx, frames = _exclusive_anon(m, vma, lo, hi)
+    vma.pt[idx] &= ~np.int64(PTE_YOUNG)
+    shrink_page_list(m, frames.tolist(), True)
 
-    Without swap only lazily freed pages that stayed clean can go.
-    """
-    idx, frames, _ = _present_anon(vma, lo, hi)
-    if not len(idx):
+
+def madvise_willneed(m: Machine, vma: VMA, lo: int, hi: int) -> None:
+    """madvise_willneed: read the range's swapped pages into the swap cache;
+    their PTEs stay swap entries until a fault maps them. Best effort: it
+    stops when no frame is free."""
+    from .swap_state import swapin_to_cache
+    if m.swap is None:
         return
-    ft = m.frames
-    ptes = vma.pt[idx]
-    go = ((ft.mapcount[frames] == 1) & ((ft.flags[frames] & PG_LAZYFREE) != 0)
-          & ((ptes & PTE_DIRTY) == 0))
-    if not go.any():
-        return
-    idx, frames = idx[go], frames[go]
-    m.counters["pgscan"] += len(frames)
-    page_remove_rmap(m, frames, vma, vma.start + idx)
-    vma.pt[idx] = 0
-    vma.mm.rss -= len(frames)
-    put_pages(m, frames)
-    m.counters["lazyfree_discard"] += len(frames)
-    m.counters["pgsteal"] += len(frames)
+    i0 = lo - vma.start
+    seg = vma.pt[i0:hi - vma.start]
+    for slot in (seg[np.flatnonzero(seg & PTE_SWAP)] >> PTE_SHIFT).tolist():
+        if m.swap.cache[slot] < 0:
+            if m.frames.nr_free < 1:
+                return
+            swapin_to_cache(m, slot, vma.mm)

@@ -19,22 +19,15 @@ from rmaplab.trace import load_trace
 HERE = Path(__file__).resolve().parent / "traces"
 TRACES = sorted(p for p in HERE.glob("*.jsonl")
                 if not p.name.endswith((".results.jsonl", ".snapshots.jsonl")))
-SWAP_OPS = ("swapon", "swapoff")
 
 
 def load_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def needs_swap(trace: Path) -> bool:
-    return any(op.op in SWAP_OPS for op in load_trace(trace))
-
-
 @pytest.mark.parametrize("scheme", SCHEMES)
 @pytest.mark.parametrize("trace", TRACES, ids=lambda p: p.stem)
 def test_model_matches_recorded_kernel(trace: Path, scheme: str, tmp_path: Path) -> None:
-    if needs_swap(trace):
-        pytest.skip("uses swapon/swapoff: the swap model is issue 4's")
     res, snaps = tmp_path / "r.jsonl", tmp_path / "s.jsonl"
     out = CliRunner().invoke(main, ["replay", str(trace), "--scheme", scheme, "--check",
                                     "--results", str(res), "--snapshots", str(snaps)])

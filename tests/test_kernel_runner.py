@@ -368,6 +368,25 @@ def test_kernel_run_command_writes_jsonl(tmp_path):
 
 
 @needs_kernel
+def test_ops_on_a_child_whose_fork_failed_get_esrch(monkeypatch):
+    real = KernelRun._call
+
+    def fork_fails(self, proc, msg, fds=None):
+        if msg[0] == "fork":  # as if the worker's fork(2) had failed
+            return {"ok": False, "error": "EAGAIN"}
+        return real(self, proc, msg, fds)
+
+    monkeypatch.setattr(KernelRun, "_call", fork_fails)
+    results, (snap,) = run(spawn_map() + [
+        {"op": "fork", "task": "a", "child": "b"},
+        {"op": "write", "task": "b", "addr": P0, "pages": 1, "value": 1},
+        {"op": "exit", "task": "b"},
+        {"op": "snapshot", "label": "s"}])
+    assert [r.get("error") for r in results[2:5]] == ["EAGAIN", "ESRCH", "ESRCH"]
+    assert list(snap["tasks"]) == ["a"]
+
+
+@needs_kernel
 def test_runner_error_names_the_task():
     with KernelRun(need_swap=False, wait_lock=LOCK_WAIT) as kr:
         ops = parse(spawn_map())

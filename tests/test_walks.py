@@ -56,14 +56,17 @@ def forking_server(scheme: str):
 def test_batched_walk_forking_server(scheme: str) -> None:
     m, m2 = forking_server(scheme), forking_server(scheme)
     frames = m.frames.allocated()
-    literal, costs = [], []
+    literal, costs, lists = [], [], []
     for f in frames:
-        before = m.walks.vmas
+        before, lbefore = m.walks.vmas, m.walks.listed
         literal.append(page_referenced(m, int(f)))
         costs.append(m.walks.vmas - before)
+        lists.append(m.walks.listed - lbefore)
     visited = np.zeros(len(frames), np.int64)
-    assert page_referenced_batch(m2, frames, visited).tolist() == literal
+    listed = np.zeros(len(frames), np.int64)
+    assert page_referenced_batch(m2, frames, visited, listed).tolist() == literal
     assert visited.tolist() == costs
+    assert listed.tolist() == lists
     assert m2.walks.as_dict() == m.walks.as_dict()
     assert young_bits(m2) == young_bits(m)
     # seed 002's picture: pages shared by many children make long walks

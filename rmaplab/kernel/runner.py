@@ -29,6 +29,7 @@ import os
 import select
 import signal
 import socket
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -116,7 +117,6 @@ class KernelRun:
         self.need_swap = need_swap
         self.libc = Libc()
         self.procs: dict[str, _Proc] = {}
-        self.all_pids: list[int] = []
         self.swap: SwapArea | None = None
         self.observer: Observer | None = None
         self._stack = contextlib.ExitStack()
@@ -128,7 +128,11 @@ class KernelRun:
     # -- machine settings --------------------------------------------------
 
     def __enter__(self) -> Self:
+        preflight()
+        # Waiting for another run's lock may take long: Ctrl-C must work here.
+        lock = RunLock(self.lock_path, self.wait_lock)
         with signals_blocked():
+            self._stack.callback(lock.release)
             try:
                 self._acquire()
             except BaseException:
@@ -141,9 +145,7 @@ class KernelRun:
             self._release()
 
     def _acquire(self) -> None:
-        preflight()
         stack = self._stack
-        stack.callback(RunLock(self.lock_path, self.wait_lock).release)
         others = active_swaps()
         if others:
             raise KernelUnavailable("a swap area is active (" + ", ".join(others) + "); kernel "
@@ -247,8 +249,6 @@ class KernelRun:
         if kind == "snapshot":
             snapshots.append(self._snapshot(op.label or ""))
             return {"ok": True}
-        if kind == "reclaim":
-            return {"ok": True, "skipped": True}
         proc = self.procs.get(op.task or "")
         if proc is None or not proc.alive:
             return {"ok": False, "error": "ESRCH"}
@@ -279,10 +279,11 @@ class KernelRun:
             return self._call(proc, (kind, op.addr, op.pages))
         if kind == "madvise":
             reply = self._call(proc, ("madvise", op.addr, op.pages, op.advice))
-            if op.advice == "pageout":
-                # Pages just written out sit under writeback; let that finish
-                # so the next op meets them settled, the same on every run.
-                wait_writeback()
+            if op.advice == "pageout" and not wait_writeback():
+                # Pages just written out sit under writeback; the next op
+                # should meet them settled, the same on every run.
+                print(f"rmaplab: warning: line {op.line}: writeback still running after "
+                      "pageout; this run may not be repeatable", file=sys.stderr)
             return reply
         raise RunnerError(f"line {op.line}: op {kind!r} has no kernel runner")
 
@@ -300,7 +301,6 @@ class KernelRun:
         return reply
 
     def _register(self, task: str, pid: int, chan: socket.socket) -> _Proc:
-        self.all_pids.append(pid)
         try:
             pidfd = os.pidfd_open(pid)
         except ProcessLookupError:
@@ -385,7 +385,7 @@ def run_on_kernel(ops: list[Op], *, cpu: int | None = None, lock_path: str = LOC
     Raises KernelUnavailable when this machine cannot run traces, Interrupted
     on SIGINT/SIGTERM (after cleaning up), RunnerError on anything
     unexplained.  ``wait_lock`` seconds are spent waiting for another run's
-    lock before giving up (the command line never waits).
+    lock before giving up (the contract's default is not to wait).
     """
     need_swap = any(op.op == "swapon" for op in ops)
     with stop_signals_raise(), KernelRun(cpu=cpu, lock_path=lock_path, wait_lock=wait_lock,

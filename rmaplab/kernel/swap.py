@@ -92,17 +92,19 @@ class RunLock:
         self.path = path
         self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         deadline = time.monotonic() + wait
-        while True:
-            try:
-                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    os.close(self.fd)
-                    self.fd = -1
-                    raise KernelUnavailable(f"another kernel run holds {path}; "
-                                            "wait for it to finish") from None
-                time.sleep(0.05)
+        try:
+            while True:
+                try:
+                    fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    return
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise KernelUnavailable(f"another kernel run holds {path}; "
+                                                "wait for it to finish") from None
+                    time.sleep(0.05)
+        except BaseException:  # given up, or interrupted while waiting
+            self.release()
+            raise
 
     def release(self) -> None:
         if self.fd >= 0:

@@ -327,7 +327,7 @@ def become_worker(chan: socket.socket, cpu: int) -> NoReturn:
         gc.disable()
         keep = chan.fileno()
         os.closerange(3, keep)
-        os.closerange(keep + 1, 1 << 16)
+        os.closerange(keep + 1, (1 << 31) - 1)  # close_range(2): cheap however high
         # Ctrl-C reaches the whole process group; the runner alone decides
         # when workers end.  Children are reaped automatically (SIGCHLD
         # ignored) so a worker's exited forks leave no zombies.

@@ -52,6 +52,9 @@ def page_add_anon_rmap(m: Machine, frames: np.ndarray, vma: VMA, vpns: np.ndarra
                        exclusive: bool) -> None:
     """folio_add_anon_rmap_ptes: map existing anon pages (swap-in) in vma."""
     ft = m.frames
+    fresh = np.fromiter((ft.mapping[f] is None for f in frames.tolist()), bool, len(frames))
+    if fresh.any():  # a page read from swap: __folio_set_anon gives it its index
+        ft.index[frames[fresh]] = linear_page_index(vma, vpns[fresh])
     ft.mapcount[frames] += 1
     if exclusive:
         ft.flags[frames] |= PG_ANON_EXCLUSIVE
@@ -168,7 +171,8 @@ def page_referenced(m: Machine, frame: int) -> int:
 
 
 def page_referenced_batch(m: Machine, frames: np.ndarray,
-                          visited: np.ndarray | None = None) -> np.ndarray:
+                          visited: np.ndarray | None = None,
+                          listed: np.ndarray | None = None) -> np.ndarray:
     """folio_referenced for each frame, in one pass per walk order.
 
     Gives exactly what calling page_referenced(m, f) for each frame in turn
@@ -176,8 +180,8 @@ def page_referenced_batch(m: Machine, frames: np.ndarray,
     walks of different pages touch different PTEs: for each group of frames
     sharing a walk order, it looks at the whole group's PTEs one VMA at a
     time and finds, per frame, the VMA at which the kernel's mapcount
-    countdown ends the walk. If visited is given, visited[j] gets the VMAs
-    the walk of frames[j] examined. Cost: O(VMAs x frames) array work per
+    countdown ends the walk. If visited (listed) is given, visited[j] gets
+    the VMAs the walk of frames[j] examined (would examine without stopping). Cost: O(VMAs x frames) array work per
     group; batched only for schemes with walk_groups.
     """
     frames = np.asarray(frames, dtype=np.int64)
@@ -187,10 +191,12 @@ def page_referenced_batch(m: Machine, frames: np.ndarray,
     groups = m.rmap.walk_groups(frames)
     if groups is None:
         for j, f in enumerate(frames.tolist()):
-            before = m.walks.vmas
+            before, lbefore = m.walks.vmas, m.walks.listed
             refs[j] = page_referenced(m, f)
             if visited is not None:
                 visited[j] = m.walks.vmas - before
+            if listed is not None:
+                listed[j] = m.walks.listed - lbefore
         return refs
     ft = m.frames
     st = m.walks
@@ -214,10 +220,14 @@ def page_referenced_batch(m: Machine, frames: np.ndarray,
             started = active.copy()
             for vma in vmas:
                 off = index - vma.pgoff
-                st.listed += int(np.count_nonzero(started & (off >= 0)
-                                                  & (off < vma.end - vma.start)))
+                on = started & (off >= 0) & (off < vma.end - vma.start)
+                st.listed += int(np.count_nonzero(on))
+                if listed is not None:
+                    listed[sel[on]] += 1
         else:
             st.listed += nwalks * len(vmas)
+            if listed is not None:
+                listed[sel[active]] += len(vmas)
         want = want_key[sel]
         for vma in vmas:
             if not active.any():
