@@ -69,6 +69,7 @@ class Machine:
         self.mmlist: list[MM] = []  # seed 004: mms that may have swap entries
         self.kills: list[str] = []  # OOM victims of the op running now
         self.lru_clock = 0
+        self.pinned = None  # frames a fault holds while it reclaims (not reclaimable)
         self.vma_serial = 0
         self.mm_serial = 0
         self.pid_serial = 0

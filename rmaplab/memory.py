@@ -171,8 +171,14 @@ def _write_some(m: Machine, vma: VMA, i0: int, i1: int, value: int | None,
     total = int(need[-1]) if len(need) else 0
     if total > ft.nr_free:
         if may_reclaim:
-            # reclaim may unmap pages of this very range: look again after it
-            m.reclaim_for(total - ft.nr_free)
+            # the pages of this range are held (locked, in the kernel) while
+            # reclaim runs, so it cannot take back what the fault works on
+            held = frames[present & ~zero]
+            m.pinned = held
+            try:
+                m.reclaim_for(total - ft.nr_free)
+            finally:
+                m.pinned = None
             return i0, True
         k = int(np.searchsorted(need, ft.nr_free, side="right"))
         if k == 0:

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .errors import NoMem
-from .mm_types import (PTE_DIRTY, PTE_PRESENT, PTE_SHIFT, PTE_SWP_EXCLUSIVE, PTE_WRITE,
-                       PTE_YOUNG, VM_LOCKED, VMA)
+from .mm_types import (PTE_DIRTY, PTE_PRESENT, PTE_SHIFT, PTE_SWAP, PTE_SWP_EXCLUSIVE,
+                       PTE_WRITE, PTE_YOUNG, VM_LOCKED, VMA)
 from .page_alloc import PG_ANON, PG_ANON_EXCLUSIVE, PG_DIRTY, PG_SWAPCACHE
 from .rmap.core import page_add_anon_rmap, put_pages
 
@@ -69,12 +69,17 @@ def delete_from_swap_cache(m: Machine, frame: int) -> None:
 
 
 def swapin_to_cache(m: Machine, slot: int, mm: MM | None) -> int:
-    """read_swap_cache_async: the slot's page, read into the cache if needed."""
+    """read_swap_cache_async: the slot's page, read into the cache if needed;
+    -1 if the slot was freed while a frame was being found."""
     sw = m.swap
     f = int(sw.cache[slot])
     if f >= 0:
         return f
     f = get_free_frame(m, mm)
+    if sw.swap_map[slot] == 0 and not sw.has_cache[slot]:
+        # the OOM killer, finding us a frame, took the last holder of the slot
+        m.frames.free(np.array([f], np.int64))
+        return -1
     ft = m.frames
     ft.mapcount[f] = 0
     ft.refcount[f] = 0
@@ -93,8 +98,8 @@ def do_swap_page(m: Machine, vma: VMA, vpn: int, write: bool) -> None:
     slot = pte >> PTE_SHIFT
     exclusive = bool(pte & PTE_SWP_EXCLUSIVE)
     frame = swapin_to_cache(m, slot, vma.mm)
-    if int(vma.pt[i]) != pte:  # the OOM killer ran; our PTE cannot change, but be sure
-        return
+    if frame < 0 or int(vma.pt[i]) != pte:  # our PTE holds the slot: cannot happen
+        raise AssertionError("swap PTE changed under do_swap_page")
     ft = m.frames
     sw = m.swap
     m.counters["pgfault"] += 1
@@ -122,6 +127,8 @@ def unuse_pte(m: Machine, vma: VMA, i: int, frame: int) -> None:
     sw = m.swap
     pte = int(vma.pt[i])
     slot = pte >> PTE_SHIFT
+    if not pte & PTE_SWAP or int(sw.cache[slot]) != frame:
+        return  # no longer this slot's entry (its mm went meanwhile)
     exclusive = bool(pte & PTE_SWP_EXCLUSIVE)
     ft.refcount[frame] += 1
     page_add_anon_rmap(m, np.array([frame], np.int64), vma,

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 class SwapArea:
     """swap_info_struct: slots, their counts, the swap cache and slot data."""
 
-    __slots__ = ("nslots", "swap_map", "has_cache", "cache", "data", "inuse", "next_hint")
+    __slots__ = ("nslots", "swap_map", "has_cache", "cache", "data", "inuse", "writeok")
 
     def __init__(self, nslots: int) -> None:
         self.nslots = nslots
@@ -46,7 +46,7 @@ class SwapArea:
         self.cache = np.full(nslots, -1, np.int64)  # frame in the swap cache, or -1
         self.data = np.zeros(nslots, np.uint8)  # what was written out
         self.inuse = 0
-        self.next_hint = 0
+        self.writeok = True  # SWP_WRITEOK: cleared while swapoff empties the area
 
     def full(self) -> bool:
         """vm_swap_full: more than half the slots are in use."""
@@ -54,6 +54,8 @@ class SwapArea:
 
     def alloc_slot(self) -> int:
         """get_swap_page: the lowest free slot, or -1."""
+        if not self.writeok:
+            return -1
         free = np.flatnonzero((self.swap_map == 0) & ~self.has_cache)
         if not len(free):
             return -1
@@ -130,10 +132,22 @@ def sys_swapoff(m: Machine) -> None:
     """sys_swapoff: try_to_unuse brings every entry back, then the area goes."""
     if m.swap is None:
         raise SysError("EINVAL")
-    if m.config.unuse == "2019":
-        try_to_unuse_2019(m)
-    else:
-        try_to_unuse_2004(m)
+    from .errors import NoMem
+    m.swap.writeok = False  # reclaim must not put pages back while we empty it
+    unuse = try_to_unuse_2019 if m.config.unuse == "2019" else try_to_unuse_2004
+    try:
+        # Reclaim may still unmap a swap-cache page into its slot meanwhile:
+        # like the kernel, go round again until nothing is in use.
+        left = None
+        while m.swap.inuse:
+            if left is not None and m.swap.inuse >= left:
+                raise NoMem("swapoff made no progress")
+            left = m.swap.inuse
+            unuse(m)
+    except NoMem:
+        m.swap.writeok = True  # out of memory with nothing left to kill: the area stays
+        raise
+    assert m.swap.inuse == 0, "try_to_unuse left slots in use"
     drain_mmlist(m)
     m.swap = None
 
@@ -201,6 +215,8 @@ def try_to_unuse_2004(m: Machine) -> None:
     c = m.counters
     for slot in np.flatnonzero((sw.swap_map > 0) | sw.has_cache).tolist():
         frame = swapin_to_cache(m, slot, None)
+        if frame < 0:
+            continue
         per_mm: dict[int, list] = {}
         for h in holders.get(slot, []):
             per_mm.setdefault(id(h[0]), []).append(h)
@@ -254,12 +270,16 @@ def try_to_unuse_2019(m: Machine) -> None:
             continue
         c["swapoff_mms"] += 1
         for vma in list(mm.vmas):
-            if vma.lineage is None:
+            if vma.lineage is None or mm.dead:
                 continue
             c["swapoff_ptes"] += vma.end - vma.start
             for i in np.flatnonzero(vma.pt & PTE_SWAP).tolist():
                 slot = int(vma.pt[i]) >> PTE_SHIFT
-                frame = swapin_to_cache(m, slot, mm)
+                frame = swapin_to_cache(m, slot, None)
+                if mm.dead:  # the OOM killer took this very mm to find the frame
+                    break
+                if frame < 0:
+                    continue
                 unuse_pte(m, vma, i, frame)
     for slot in np.flatnonzero(sw.has_cache).tolist():
         delete_from_swap_cache(m, int(sw.cache[slot]))

@@ -206,6 +206,8 @@ def try_to_free_pages(m: Machine, pages: int) -> int:
             for f in active[: len(active) - len(inactive) + 1].tolist():
                 _touch(m, f, False)
             inactive = _lru_list(m, False)
+        if m.pinned is not None and len(m.pinned):
+            inactive = inactive[~np.isin(inactive, m.pinned)]
         for f in inactive.tolist():
             if freed >= pages:
                 return freed

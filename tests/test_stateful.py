@@ -1,9 +1,13 @@
 # SPDX-License-Identifier: GPL-2.0-only
-"""Random forks, exits, VMA ops and faults with the checker after every step.
+"""Random forks, exits, VMA ops, faults, reclaim and swap with the checker
+after every step.
 
-One Hypothesis state machine, run once per rmap scheme; two machines (one
-per scheme pair) could be compared too, but that is test_schemes_agree's
-job. At least 2,000 steps per scheme per run.
+One Hypothesis state machine per rmap scheme. A single rule draws the op
+kind from a weighted list (Hypothesis would otherwise favour the rules with
+the fewest arguments); addresses fall mostly inside the task's VMAs, so
+faults, COW, swap and reclaim really happen, and sometimes anywhere in a
+small region, so holes and errors happen too. At least 2,000 checked steps
+per scheme per run.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from rmaplab.consts import WINDOW_START
 from rmaplab.errors import OomKill, Segv, SysError
@@ -20,89 +24,79 @@ from rmaplab.rmap import SCHEMES
 
 PAGES = 48  # a small region, so ops collide
 STEPS: dict[str, int] = {}  # checked steps per scheme (the acceptance floor is 2,000)
-addrs = st.integers(0, PAGES - 1).map(lambda p: WINDOW_START + p * 4096)
-sizes = st.integers(1, 12)
-prots = st.sampled_from(["rw", "r", "none"])
+COUNTERS: dict[str, dict[str, int]] = {}  # what the runs did, per scheme
+
+KINDS = (["write"] * 5 + ["read"] * 2 + ["mmap"] * 3 + ["fork"] * 2
+         + ["exit", "munmap", "mprotect", "mprotect", "mremap", "mremap", "mlock", "munlock",
+            "madvise", "madvise", "swapon", "swapoff", "reclaim", "reclaim"])
+ADVICE = ["dontneed", "free", "pageout", "cold", "willneed"]
 
 
-def make_machine_class(scheme: str, frames: int) -> type[RuleBasedStateMachine]:
+def make_machine_class(scheme: str, frames: int, unuse: str) -> type[RuleBasedStateMachine]:
     class Model(RuleBasedStateMachine):
         @initialize()
         def boot(self) -> None:
-            self.m = Machine(Config(scheme=scheme, frames=frames))
+            self.m = Machine(Config(scheme=scheme, frames=frames, unuse=unuse))
             self.n = 0
             self.m.spawn("t0")
-            self.live = ["t0"]
 
-        def _do(self, fn, *a) -> None:
-            try:
-                fn(*a)
-            except (SysError, Segv):
-                pass
-            except OomKill:
-                pass
-            self.live = sorted(self.m.tasks)
+        def addr(self, task: str, kind: int, r: int) -> int:
+            t = self.m.tasks.get(task)
+            if kind >= 2 and t is not None and len(t.mm.vmas):
+                v = t.mm.vmas[r % len(t.mm.vmas)]
+                return (v.start + (r // 7) % (v.end - v.start)) << 12
+            return WINDOW_START + (r % PAGES) * 4096
 
-        def _task(self, i: int) -> str | None:
-            return self.live[i % len(self.live)] if self.live else None
-
-        @precondition(lambda self: len(self.live) < 6)
-        @rule(i=st.integers(0, 9))
-        def fork(self, i: int) -> None:
-            t = self._task(i)
-            if t is None:
+        @rule(kind=st.sampled_from(KINDS), i=st.integers(0, 9), w=st.integers(0, 9),
+              r=st.integers(0, 10**6), n=st.integers(1, 16), n2=st.integers(1, 12),
+              prot=st.sampled_from(["rw", "r", "none"]), v=st.integers(0, 255),
+              dst=st.one_of(st.none(), st.integers(0, 10**6)),
+              advice=st.sampled_from(ADVICE))
+        def step(self, kind, i, w, r, n, n2, prot, v, dst, advice) -> None:
+            m = self.m
+            live = sorted(m.tasks)
+            if not live:
                 self.n += 1
-                self._do(self.m.spawn, f"s{self.n}")
+                m.spawn(f"s{self.n}")
                 return
-            self.n += 1
-            self._do(self.m.fork, t, f"c{self.n}")
-
-        @precondition(lambda self: len(self.live) > 1)
-        @rule(i=st.integers(0, 9))
-        def exit(self, i: int) -> None:
-            self._do(self.m.exit, self._task(i))
-
-        @precondition(lambda self: self.live)
-        @rule(i=st.integers(0, 9), a=addrs, n=sizes, prot=prots)
-        def mmap(self, i, a, n, prot) -> None:
-            self._do(self.m.mmap, self._task(i), a, n, prot)
-
-        @precondition(lambda self: self.live)
-        @rule(i=st.integers(0, 9), a=addrs, n=sizes)
-        def munmap(self, i, a, n) -> None:
-            self._do(self.m.munmap, self._task(i), a, n)
-
-        @precondition(lambda self: self.live)
-        @rule(i=st.integers(0, 9), a=addrs, n=sizes, prot=prots)
-        def mprotect(self, i, a, n, prot) -> None:
-            self._do(self.m.mprotect, self._task(i), a, n, prot)
-
-        @precondition(lambda self: self.live)
-        @rule(i=st.integers(0, 9), a=addrs, n=sizes, nn=sizes,
-              to=st.one_of(st.none(), addrs))
-        def mremap(self, i, a, n, nn, to) -> None:
-            self._do(self.m.mremap, self._task(i), a, n, nn, to)
-
-        @precondition(lambda self: self.live)
-        @rule(i=st.integers(0, 9), a=addrs, n=sizes, lock=st.booleans())
-        def mlock(self, i, a, n, lock) -> None:
-            self._do(self.m.mlock if lock else self.m.munlock, self._task(i), a, n)
-
-        @precondition(lambda self: self.live)
-        @rule(i=st.integers(0, 9), a=addrs, n=sizes,
-              advice=st.sampled_from(["dontneed", "free", "pageout", "cold", "willneed"]))
-        def madvise(self, i, a, n, advice) -> None:
-            self._do(self.m.madvise, self._task(i), a, n, advice)
-
-        @precondition(lambda self: self.live)
-        @rule(i=st.integers(0, 9), a=addrs, n=sizes, v=st.integers(0, 255))
-        def write(self, i, a, n, v) -> None:
-            self._do(self.m.write, self._task(i), a, n, v)
-
-        @precondition(lambda self: self.live)
-        @rule(i=st.integers(0, 9), a=addrs, n=sizes)
-        def read(self, i, a, n) -> None:
-            self._do(self.m.read, self._task(i), a, n, [])
+            t = live[i % len(live)]
+            a = self.addr(t, w, r)
+            try:
+                if kind == "write":
+                    m.write(t, a, n, v)
+                elif kind == "read":
+                    m.read(t, a, n, [])
+                elif kind == "mmap":
+                    m.mmap(t, self.addr(t, 0, r), n, prot)
+                elif kind == "fork":
+                    self.n += 1
+                    if len(live) < 6:
+                        m.fork(t, f"c{self.n}")
+                elif kind == "exit":
+                    if len(live) > 1:
+                        m.exit(t)
+                elif kind == "munmap":
+                    m.munmap(t, a, n)
+                elif kind == "mprotect":
+                    m.mprotect(t, a, n, prot)
+                elif kind == "mremap":
+                    m.mremap(t, a, n, n2, None if dst is None else self.addr(t, 0, dst))
+                elif kind == "mlock":
+                    m.mlock(t, a, n)
+                elif kind == "munlock":
+                    m.munlock(t, a, n)
+                elif kind == "madvise":
+                    m.madvise(t, a, n, advice)
+                elif kind == "swapon":
+                    m.swapon(n * 4)
+                elif kind == "swapoff":
+                    m.swapoff()
+                    assert not m.mmlist, "drain_mmlist left mms on mmlist"
+                    assert all(x.mm.swapents == 0 for x in m.tasks.values())
+                elif kind == "reclaim":
+                    m.reclaim(n)
+            except (SysError, Segv, OomKill):
+                pass
 
         @invariant()
         def checker(self) -> None:
@@ -112,10 +106,15 @@ def make_machine_class(scheme: str, frames: int) -> type[RuleBasedStateMachine]:
 
         def teardown(self) -> None:
             if hasattr(self, "m"):
+                tally = COUNTERS.setdefault(scheme, {})
+                for k, c in self.m.counters.items():
+                    tally[k] = tally.get(k, 0) + c
                 for t in list(self.m.tasks):
                     self.m.exit(t)
                 self.m.check()
-                assert not any(self.m.objects().values()), self.m.objects()
+                left = {k: c for k, c in self.m.objects().items() if c}
+                # pages may stay in the swap cache of a swap area still on
+                assert not left or set(left) == {"page"} and self.m.swap is not None, left
 
     Model.__name__ = f"Model_{scheme}"
     return Model
@@ -123,11 +122,15 @@ def make_machine_class(scheme: str, frames: int) -> type[RuleBasedStateMachine]:
 
 @pytest.mark.parametrize("scheme", SCHEMES)
 def test_random_ops_keep_invariants(scheme: str) -> None:
-    """Plenty of frames, then so few that the OOM killer acts often."""
+    """Plenty of frames, then so few that reclaim and the OOM killer act often."""
     STEPS[scheme] = 0
-    for frames in (4096, 40):
-        cls = make_machine_class(scheme, frames)
-        cls.TestCase.settings = settings(max_examples=40, stateful_step_count=60, deadline=None,
+    COUNTERS[scheme] = {}
+    for frames, unuse in ((4096, "2019"), (20, "2004"), (20, "2019")):
+        cls = make_machine_class(scheme, frames, unuse)
+        cls.TestCase.settings = settings(max_examples=30, stateful_step_count=60, deadline=None,
                                          suppress_health_check=list(HealthCheck))
         cls.TestCase().runTest()
     assert STEPS[scheme] >= 2000, f"only {STEPS[scheme]} checked steps"
+    done = COUNTERS[scheme]
+    for what in ("cow", "cow_reuse", "pswpout", "pswpin", "pgsteal", "oom_kill", "swapoff_ptes"):
+        assert done[what] > 0, f"the random runs never exercised {what}: {done}"
