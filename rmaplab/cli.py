@@ -17,11 +17,12 @@ def main() -> None:
 def _register() -> None:
     # Each command lives beside the code it drives; imported here so that
     # ``rmaplab --help`` lists them all.
-    from .replay_cli import replay_cmd
+    from .experiment_cli import experiment_cmd
     from .gentrace import gen_trace_cmd
-    from .kernel.cli import kernel_run_cmd, kernel_diff_cmd
+    from .kernel.cli import kernel_diff_cmd, kernel_run_cmd
+    from .replay_cli import replay_cmd
 
-    for cmd in (replay_cmd, gen_trace_cmd, kernel_run_cmd, kernel_diff_cmd):
+    for cmd in (replay_cmd, gen_trace_cmd, kernel_run_cmd, kernel_diff_cmd, experiment_cmd):
         main.add_command(cmd)
 
 

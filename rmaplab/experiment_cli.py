@@ -1,0 +1,44 @@
+# SPDX-License-Identifier: GPL-2.0-only
+"""``rmaplab experiment NAME``: run a named experiment's grid, print its
+table and claims, write CSV, Parquet and plots."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from .experiments import experiments, print_report, run_experiment, write_outputs
+
+
+@click.command("experiment")
+@click.argument("name", type=click.Choice(sorted(experiments())))
+@click.option("--schemes", default=None,
+              help="Comma-separated rmap schemes, or 'all' (default: the experiment's own).")
+@click.option("--param", "params", multiple=True, metavar="NAME=V1[,V2...]",
+              help="Override a parameter's values (repeatable).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("out"),
+              show_default=True, help="Directory for CSV, Parquet and plots.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def experiment_cmd(name: str, schemes: str | None, params: tuple[str, ...], out: Path,
+                   no_progress: bool) -> None:
+    """Run experiment NAME (see docs/experiments/NAME.md)."""
+    from .rmap import SCHEMES
+
+    exp = experiments()[name]
+    chosen = None
+    if schemes:
+        chosen = list(SCHEMES) if schemes == "all" else [s for s in schemes.split(",") if s]
+    # a table as wide as it needs when written to a file or a pipe
+    console = Console(width=None if sys.stdout.isatty() else 200)
+    try:
+        records = run_experiment(exp, schemes=chosen, params=params, progress=not no_progress,
+                                 console=console)
+    except ValueError as e:
+        click.echo(f"rmaplab experiment: {e}", err=True)
+        sys.exit(2)
+    print_report(exp, records, console)
+    files = write_outputs(exp, records, out)
+    console.print("wrote " + ", ".join(str(f) for f in files))

@@ -1,0 +1,18 @@
+# SPDX-License-Identifier: GPL-2.0-only
+"""Named experiments that reproduce published claims (../shared/REFERENCES.md)."""
+
+from __future__ import annotations
+
+from .base import Claim, Experiment, Plot
+from .runner import print_report, run_experiment, write_outputs
+
+
+def experiments() -> dict[str, Experiment]:
+    """Every experiment, by name."""
+    from . import aim7, hierarchy
+
+    return {e.name: e for e in (aim7.EXPERIMENT, hierarchy.EXPERIMENT)}
+
+
+__all__ = ["Claim", "Experiment", "Plot", "experiments", "run_experiment", "write_outputs",
+           "print_report"]

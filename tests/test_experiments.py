@@ -1,0 +1,52 @@
+# SPDX-License-Identifier: GPL-2.0-only
+"""Experiments run end to end on tiny grids: records, table, files, claims."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from rmaplab.cli import main
+from rmaplab.experiments import experiments, run_experiment, write_outputs
+
+
+def test_aim7_shows_seed_002_shape(tmp_path: Path) -> None:
+    exp = experiments()["aim7"]
+    recs = run_experiment(exp, schemes=["modern", "anon_vma_chain"],
+                          params=["procs=4,16", "pages=32"], progress=False)
+    assert len(recs) == 4
+    for r in recs:
+        n = r["procs"]
+        # (2N+1)/(N+1) listed, one visited: seed 002's "O(N) to 2"
+        assert abs(r["listed_avg"] - (2 * n + 1) / (n + 1)) < 1e-9
+        assert r["visited_avg"] == 1.0
+        assert r["anon_vmas"] == n + 1 and r["avcs"] == 2 * n + 1
+    files = write_outputs(exp, recs, tmp_path)
+    names = {f.name for f in files}
+    assert {"aim7.csv", "aim7.parquet", "aim7-listed_avg.png", "aim7-listed_avg.svg"} <= names
+    assert all(f.stat().st_size > 0 for f in files)
+
+
+def test_hierarchy_is_bounded_only_with_reuse() -> None:
+    exp = experiments()["hierarchy"]
+    recs = run_experiment(exp, params=["generations=5,50", "vmas=2"], progress=False)
+    by = {(r["scheme"], r["generations"]): r for r in recs}
+    assert by["anon_vma_chain", 50]["anon_vmas"] == 2 * 51
+    assert by["modern", 50]["anon_vmas"] == by["modern", 5]["anon_vmas"] <= 3 * 2
+
+
+def test_cli_experiment_writes_table_and_plot(tmp_path: Path) -> None:
+    out = CliRunner().invoke(main, ["experiment", "aim7", "--schemes", "modern", "--param",
+                                    "procs=2,3", "--param", "pages=8", "--out", str(tmp_path),
+                                    "--no-progress"])
+    assert out.exit_code == 0, out.output
+    assert "REFERENCES.md row 1" in out.output and "listed" in out.output
+    assert (tmp_path / "aim7-listed_avg.png").exists()
+
+
+def test_cli_experiment_rejects_bad_param(tmp_path: Path) -> None:
+    out = CliRunner().invoke(main, ["experiment", "aim7", "--param", "procs=x",
+                                    "--out", str(tmp_path)])
+    assert out.exit_code == 2
+    assert "procs" in out.output and "Traceback" not in out.output
