@@ -39,6 +39,10 @@ def experiment_cmd(name: str, schemes: str | None, params: tuple[str, ...], out:
     except ValueError as e:
         click.echo(f"rmaplab experiment: {e}", err=True)
         sys.exit(2)
+    except Exception as e:  # a bug in rmaplab, not in the request
+        click.echo(f"rmaplab experiment: internal error (a bug in rmaplab) in {name}: "
+                   f"{type(e).__name__}: {e}", err=True)
+        sys.exit(70)
     print_report(exp, records, console)
     files = write_outputs(exp, records, out)
     console.print("wrote " + ", ".join(str(f) for f in files))

@@ -50,3 +50,13 @@ def test_cli_experiment_rejects_bad_param(tmp_path: Path) -> None:
                                     "--out", str(tmp_path)])
     assert out.exit_code == 2
     assert "procs" in out.output and "Traceback" not in out.output
+
+
+def test_kbuild_ratio_and_singletons() -> None:
+    exp = experiments()["kbuild"]
+    recs = run_experiment(exp, schemes=["modern"], params=["jobs=1,4", "units=8", "libs=2",
+                                                           "heap_pages=32"], progress=False)
+    for r in recs:
+        assert 0.05 < r["avc_to_vma_bytes"] < 1.0
+        assert 0.0 < r["singleton_share"] <= 1.0
+        assert r["rmap_bytes_peak"] >= r["rmap_bytes_avg"] > 0

@@ -9,9 +9,9 @@ from .runner import print_report, run_experiment, write_outputs
 
 def experiments() -> dict[str, Experiment]:
     """Every experiment, by name."""
-    from . import aim7, hierarchy
+    from . import aim7, hierarchy, kbuild
 
-    return {e.name: e for e in (aim7.EXPERIMENT, hierarchy.EXPERIMENT)}
+    return {e.name: e for e in (aim7.EXPERIMENT, hierarchy.EXPERIMENT, kbuild.EXPERIMENT)}
 
 
 __all__ = ["Claim", "Experiment", "Plot", "experiments", "run_experiment", "write_outputs",
