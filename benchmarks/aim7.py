@@ -19,9 +19,14 @@ temporary directory) unless --no-kernel is given or gcc is missing; the
 kernel does no rmap walk without memory pressure, so the model/kernel ratio
 is printed with and without the model's walk phase.
 
-Run: python benchmarks/aim7.py [--procs N] [--pages P]
-                               [--schemes modern,anon_vma_chain|all] [--no-kernel]
+Run: python benchmarks/aim7.py [--procs N[,N...]] [--pages P]
+                               [--schemes modern,anon_vma_chain,...|all] [--no-kernel]
                                [--kernel-runs R] [--profile K]
+
+With several N (--procs 10,100,1000) each N gets its table, and a summary
+table follows with a row per (scheme, N): VMAs (chain entries for
+pte_chain, mms for anonmm) visited per page_referenced walk, average and
+maximum, what a walk lists, rmap metadata bytes after the forks, and times.
 """
 
 from __future__ import annotations
@@ -294,9 +299,9 @@ def _mib(kib: int) -> str:
     return f"{kib / 1024:,.1f}"
 
 
-def report(console: Console, args: argparse.Namespace, results: list[SchemeResult],
+def report(console: Console, args: argparse.Namespace, n: int, results: list[SchemeResult],
            kernel: KernelResult | None, kernel_note: str | None) -> None:
-    n, p = args.procs, args.pages
+    p = args.pages
     table = Table(title=f"AIM7-like forking server: {n} children x {p} pages "
                         f"({(n + 1) * p:,} present anonymous pages)",
                   title_justify="left")
@@ -357,17 +362,43 @@ def report(console: Console, args: argparse.Namespace, results: list[SchemeResul
     console.print(
         f"Interpretation: VMAs per page_referenced walk, avg: {avg}. Seed 002 "
         f"(REFERENCES.md row 1) claims anon_vma_chain cuts the average scan "
-        f"'from O(N) to 2': a single anon_vma for the whole family would list all "
-        f"N+1 = {n + 1:,} VMAs for each of the {(n + 1) * p:,} pages (no such scheme is "
-        f"in SCHEMES, so that side is not measured here); with anon_vma_chain only "
-        f"the parent's {p:,} pages list {n + 1:,}, every child page lists 1, so the "
-        f"average listed is (2N+1)/(N+1) = {(2 * n + 1) / (n + 1):.3f}. Visited stays "
-        f"at 1 because the mapcount countdown stops each walk at its one mapping.")
+        f"'from O(N) to 2': Andrea Arcangeli's single anon_vma (scheme anon_vma) "
+        f"lists all N+1 = {n + 1:,} VMAs for each of the {(n + 1) * p:,} pages, and "
+        f"the mapcount countdown stops a child's page at its child's place in the "
+        f"list, (N+3)/2 on average; with anon_vma_chain only the parent's {p:,} pages "
+        f"list {n + 1:,}, every child page lists 1, so the average listed is "
+        f"(2N+1)/(N+1) = {(2 * n + 1) / (n + 1):.3f} and visited stays at 1. anonmm "
+        f"lists the bundle's N+1 mms but finds each page in the mm it indicates "
+        f"first; pte_chain examines exactly the mappings, and pays in metadata "
+        f"instead (a node per mapping of every shared page after the forks).")
+
+
+def summary(console: Console, runs: list[SchemeResult]) -> None:
+    """One row per (scheme, N): walk costs, metadata and times side by side."""
+    table = Table(title="Summary: page_referenced walks after all children wrote",
+                  title_justify="left")
+    for col, just in (("scheme", "left"), ("N", "right"), ("visited avg", "right"),
+                      ("visited max", "right"), ("listed avg", "right"),
+                      ("PTEs avg", "right"), ("rmap bytes x86_64", "right"),
+                      ("walks (s)", "right"), ("fork (s)", "right"), ("total (s)", "right")):
+        table.add_column(col, justify=just)  # type: ignore[arg-type]
+    order = list(dict.fromkeys(r.scheme for r in runs))
+    for r in sorted(runs, key=lambda r: (order.index(r.scheme), r.procs)):
+        table.add_row(r.scheme, f"{r.procs:,}", f"{r.vmas_total / r.walks:,.2f}",
+                      f"{r.vmas_max:,}", f"{r.listed_total / r.walks:,.2f}",
+                      f"{r.ptes_total / r.walks:,.2f}", f"{r.rmap_bytes_x86_64:,}",
+                      _s(r.t_walks), _s(r.t_fork), _s(r.t_total))
+    console.print(table)
+    console.print("visited: VMAs examined (chain entries for pte_chain, mms for anonmm) "
+                  "until the mapcount countdown ends the walk; listed: what a walk that "
+                  "never stopped early would examine; rmap bytes: scheme metadata after "
+                  "the forks (docs/struct-sizes.md).")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    ap.add_argument("--procs", type=int, default=1000, help="children forked (N), default 1000")
+    ap.add_argument("--procs", default="1000",
+                    help="children forked (N), or a comma-separated list; default 1000")
     ap.add_argument("--pages", type=int, default=1000, help="pages mapped (P), default 1000")
     ap.add_argument("--schemes", default="all",
                     help=f"comma-separated schemes or 'all' ({', '.join(SCHEMES)})")
@@ -377,7 +408,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--profile", type=int, default=0, metavar="K",
                     help="run the model under cProfile and print its top K functions")
     args = ap.parse_args(argv)
-    if args.procs < 0 or args.pages < 1 or args.kernel_runs < 1:
+    try:
+        args.procs_list = [int(x) for x in str(args.procs).split(",") if x.strip()]
+    except ValueError:
+        ap.error(f"--procs takes integers separated by commas, not {args.procs!r}")
+    if (not args.procs_list or min(args.procs_list) < 0 or args.pages < 1
+            or args.kernel_runs < 1):
         ap.error("need --procs >= 0, --pages >= 1 and --kernel-runs >= 1")
     if args.schemes == "all":
         args.scheme_list = list(SCHEMES)
@@ -395,36 +431,41 @@ def main(argv: list[str] | None = None) -> int:
     console = Console()
     if not console.is_terminal:
         console = Console(width=130)
-    console.print(f"aim7: --procs {args.procs} --pages {args.pages}; schemes "
-                  f"{', '.join(args.scheme_list)}; Python {platform.python_version()}, "
+    console.print(f"aim7: --procs {','.join(map(str, args.procs_list))} --pages {args.pages}; "
+                  f"schemes {', '.join(args.scheme_list)}; Python {platform.python_version()}, "
                   f"{os.cpu_count()} CPUs, Linux {platform.release()}, "
                   f"load average {_load()}")
 
-    results: list[SchemeResult] = []
-    for scheme in args.scheme_list:
-        console.print(f"  model, {scheme} ...")
-        results.append(run_model(scheme, args.procs, args.pages, args.profile))
+    everything: list[SchemeResult] = []
+    for n in args.procs_list:
+        results: list[SchemeResult] = []
+        for scheme in args.scheme_list:
+            console.print(f"  model, {scheme}, N={n} ...")
+            results.append(run_model(scheme, n, args.pages, args.profile))
+        everything.extend(results)
 
-    load_after_model = _load()
-    kernel: KernelResult | None = None
-    note = "--no-kernel" if args.no_kernel else kernel_preflight(args.procs, args.pages)
-    if note is None:
-        console.print(f"  kernel, {args.kernel_runs} runs after a warm-up ...")
-        try:
-            kernel = run_kernel(args.procs, args.pages, args.kernel_runs, warmup=True)
-        except (RuntimeError, subprocess.CalledProcessError, subprocess.TimeoutExpired) as e:
-            note = f"the kernel run failed: {getattr(e, 'stderr', None) or e}"
-    if note is not None and not args.no_kernel:
-        console.print(f"[red]Kernel baseline refused/skipped: {note}[/red]")
+        load_after_model = _load()
+        kernel: KernelResult | None = None
+        note = "--no-kernel" if args.no_kernel else kernel_preflight(n, args.pages)
+        if note is None:
+            console.print(f"  kernel, N={n}, {args.kernel_runs} runs after a warm-up ...")
+            try:
+                kernel = run_kernel(n, args.pages, args.kernel_runs, warmup=True)
+            except (RuntimeError, subprocess.CalledProcessError, subprocess.TimeoutExpired) as e:
+                note = f"the kernel run failed: {getattr(e, 'stderr', None) or e}"
+        if note is not None and not args.no_kernel:
+            console.print(f"[red]Kernel baseline refused/skipped: {note}[/red]")
 
-    report(console, args, results, kernel, note)
-    console.print(f"Load average after the model runs: {load_after_model} (the model's times "
-                  f"are noisy when it exceeds the {os.cpu_count()} CPUs: other processes "
-                  "share them).")
-    for r in results:
-        if r.profile:
-            console.rule(f"cProfile, {r.scheme}")
-            console.print(r.profile, markup=False, highlight=False, soft_wrap=True)
+        report(console, args, n, results, kernel, note)
+        console.print(f"Load average after the model runs: {load_after_model} (the model's "
+                      f"times are noisy when it exceeds the {os.cpu_count()} CPUs: other "
+                      "processes share them).")
+        for r in results:
+            if r.profile:
+                console.rule(f"cProfile, {r.scheme}, N={n}")
+                console.print(r.profile, markup=False, highlight=False, soft_wrap=True)
+    if len(args.procs_list) > 1:
+        summary(console, everything)
     return 0
 
 

@@ -21,8 +21,11 @@ def _register() -> None:
     from .gentrace import gen_trace_cmd
     from .kernel.cli import kernel_diff_cmd, kernel_run_cmd
     from .replay_cli import replay_cmd
+    from .show_cli import show_cmd
+    from .sweep_cli import report_cmd, sweep_cmd
 
-    for cmd in (replay_cmd, gen_trace_cmd, kernel_run_cmd, kernel_diff_cmd, experiment_cmd):
+    for cmd in (replay_cmd, gen_trace_cmd, kernel_run_cmd, kernel_diff_cmd, experiment_cmd,
+                sweep_cmd, report_cmd, show_cmd):
         main.add_command(cmd)
 
 

@@ -17,9 +17,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .errors import NoMem
-from .memory import copy_page_range, zap_vma_range
+from .memory import copy_page_range
 from .mm_types import MM, VM_LOCKED, Task
-from .mmap import remove_vma, vm_area_dup
+from .mmap import unmap_region, vm_area_dup
 
 if TYPE_CHECKING:
     from .machine import Machine
@@ -103,12 +103,7 @@ def fork(m: Machine, parent: Task, child_name: str) -> Task:
 
 def exit_mmap(m: Machine, mm: MM) -> None:
     """exit_mmap: unmap_vmas, then free_pgtables and remove_vma for each VMA."""
-    vmas = list(mm.vmas)
-    for vma in vmas:
-        zap_vma_range(m, vma, vma.start, vma.end)
-    for vma in vmas:
-        mm.unlink(vma)
-        remove_vma(m, vma)
+    unmap_region(m, mm, list(mm.vmas))
 
 
 def mmput(m: Machine, mm: MM) -> None:

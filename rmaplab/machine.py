@@ -16,6 +16,7 @@ swap entries dies (ties: the lowest name), possibly the faulting one.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from . import fork as fork_mod
 from .consts import PAGE_SHIFT
@@ -33,9 +34,20 @@ from .rmap import WalkStats, scheme_class
 from .slab import Slab
 from .snapshot import ZERO, RawPage, RawTask, RawVma, canonical_snapshot
 
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from .mm_types import VMA
+    from .swapfile import SwapArea
+
 COUNTERS = ("pgfault", "cow", "cow_reuse", "pgscan", "pgsteal", "pswpin", "pswpout",
             "pgvolatile", "trylock_fail", "oom_kill", "lazyfree_discard", "swapoff_mms",
-            "swapoff_ptes")
+            "swapoff_ptes",
+            # rmap: page_add_rmap/page_remove_rmap calls that edit a pte_chain
+            # (seed 001: why fork was slow), page_table_lock trylocks taken by
+            # rmap walks (seed 001's try_to_unmap, seed 000's walks), and
+            # private copies anonmm forces (mremap, swap-in at another address)
+            "rmap_ops", "trylock", "early_cow")
 
 #: Default frame limit: room for the 10,000 x 1,000 AIM7 scenario and more.
 DEFAULT_FRAMES = 1 << 24
@@ -65,7 +77,8 @@ class Machine:
         self.counters: dict[str, int] = dict.fromkeys(COUNTERS, 0)
         self.tasks: dict[str, Task] = {}
         self.dead_names: set[str] = set()
-        self.swap = None  # the swap area (swapfile.SwapArea) while one is on
+        self.kthreads: dict[str, Task] = {}  # kernel threads (kthread_create)
+        self.swap: SwapArea | None = None  # the swap area while one is on
         self.mmlist: list[MM] = []  # seed 004: mms that may have swap entries
         self.kills: list[str] = []  # OOM victims of the op running now
         self.lru_clock = 0
@@ -74,6 +87,16 @@ class Machine:
         self.mm_serial = 0
         self.pid_serial = 0
         self.rmap = scheme_class(self.config.scheme)(self)
+        # called at each step boundary of VMA surgery (mmap.py); None: no-op.
+        # The contention package's race study runs rmap walks from it.
+        self.surgery_hook: Callable[[str, tuple[VMA, ...]], None] | None = None
+
+    def surgery_point(self, name: str, *vmas) -> None:
+        """A step boundary of VMA surgery (split, merge, vma_adjust) named name,
+        with the VMAs it involves; a no-op unless surgery_hook is set."""
+        hook = self.surgery_hook
+        if hook is not None:
+            hook(name, vmas)
 
     # -- tasks ---------------------------------------------------------------
     def task(self, name: str) -> Task:
@@ -104,6 +127,43 @@ class Machine:
         fork_mod.do_exit(self, task)
         del self.tasks[task.name]
         self.dead_names.add(task.name)
+
+    # -- kernel threads and borrowed mms (seed 004: AIO's use_mm) ---------------
+    def kthread_create(self, name: str) -> Task:
+        """kthread_create: a kernel thread (PF_KTHREAD) without an mm of its own.
+
+        Kept in ``kthreads``, apart from ``tasks``: it has no address space to
+        snapshot or check, and the OOM killer never picks it.
+        """
+        if name in self.tasks or name in self.dead_names or name in self.kthreads:
+            raise SysError("EEXIST")
+        self.pid_serial += 1
+        kt = Task(name, None, self.pid_serial)
+        kt.flags |= Task.PF_KTHREAD
+        self.kthreads[name] = kt
+        return kt
+
+    def use_mm(self, kthread: str, name: str) -> None:
+        """use_mm: the kernel thread adopts the task's mm to do its AIO, with an
+        mm_count reference only (PF_BORROWED_MM set)."""
+        kt = self.kthreads[kthread]
+        if kt.mm is not None:
+            raise SysError("EBUSY")  # the kernel would BUG: one mm at a time
+        fork_mod.use_mm(kt, self.task(name).mm)
+
+    def unuse_mm(self, kthread: str) -> None:
+        """unuse_mm: the kernel thread gives the mm back (PF_BORROWED_MM cleared)."""
+        fork_mod.unuse_mm(self, self.kthreads[kthread])
+
+    def get_task_mm(self, name: str) -> MM | None:
+        """get_task_mm on a process or a kernel thread: an mm_users reference the
+        caller drops with mmput, or None (no mm, or a borrowed one)."""
+        t = self.kthreads.get(name)
+        return fork_mod.get_task_mm(t if t is not None else self.task(name))
+
+    def mmput(self, mm: MM) -> None:
+        """mmput: drop an mm_users reference (the last one tears the mm down)."""
+        fork_mod.mmput(self, mm)
 
     # -- address-space syscalls (addresses in bytes, sizes in pages) -----------
     def mmap(self, name: str, addr: int, pages: int, prot: str) -> None:

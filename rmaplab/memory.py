@@ -301,6 +301,25 @@ def copy_page_range(m: Machine, dst: VMA, src: VMA) -> None:
         mmlist_add_after(m, dst.mm, src.mm)
 
 
+def early_cow(m: Machine, vma: VMA, idx: np.ndarray) -> None:
+    """Private copies for the present pages at vma.pt[idx], taken now rather
+    than at the next write: Hugh Dickins' mremap fix for anonmm (REFERENCES.md
+    row 8), which cannot find a page shared with another mm at two addresses.
+    The caller made sure enough frames are free. The PTEs keep their bits."""
+    ft = m.frames
+    seg = vma.pt[idx]
+    old = seg >> PTE_SHIFT
+    new = ft.alloc(len(idx))
+    ft.data[new] = ft.data[old]
+    vpns = vma.start + idx
+    page_remove_rmap(m, old, vma, vpns)
+    put_pages(m, old)
+    vma.pt[idx] = (new << PTE_SHIFT) | (seg & ((1 << PTE_SHIFT) - 1))
+    page_add_new_anon_rmap(m, new, vma, vpns)
+    m.lru_add(new)
+    m.counters["early_cow"] += len(idx)
+
+
 def populate_range(m: Machine, vma: VMA, lo: int, hi: int) -> None:
     """populate_vma_page_range (mlock, mremap of a locked VMA): fault in every
     page, writing where the VMA is writable (breaking COW), reading otherwise."""

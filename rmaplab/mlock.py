@@ -44,8 +44,10 @@ def do_mlock(m: Machine, mm: MM, start: int, end: int, lock: bool) -> None:
         mm_populate(m, mm, start, end)
 
 
-def mm_populate(m: Machine, mm: MM, start: int, end: int) -> None:
-    """__mm_populate: fault in every page of the locked VMAs in the range."""
+def mm_populate(m: Machine, mm: MM, start: int, end: int, ignore_errors: bool = False) -> None:
+    """__mm_populate: fault in every page of the locked VMAs in the range.
+    mlock reports a VMA that cannot be populated (PROT_NONE) as ENOMEM;
+    mm_populate (mremap's grow of a locked VMA) ignores it."""
     vpn = start
     failed = False
     while vpn < end:
@@ -56,7 +58,7 @@ def mm_populate(m: Machine, mm: MM, start: int, end: int) -> None:
         hi = min(end, vma.end)
         if vma.flags & (VM_READ | VM_WRITE):
             populate_range(m, vma, lo, hi)
-        else:
+        elif not ignore_errors:
             failed = True  # GUP's EFAULT on PROT_NONE, reported as ENOMEM
             break
         vpn = hi

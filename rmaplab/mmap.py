@@ -93,12 +93,14 @@ def set_range(m: Machine, vma: VMA, start: int, end: int, pgoff: int) -> None:
     """
     rmap = m.rmap
     rmap.vma_adjust_begin(vma)
+    m.surgery_point("vma_adjust:begin", vma)
     if start != vma.start:
         vma.mm.unlink(vma)
         vma.start, vma.end, vma.pgoff = start, end, pgoff
         vma.mm.link(vma)
     else:
         vma.end, vma.pgoff = end, pgoff
+    m.surgery_point("vma_adjust:bounds", vma)
     rmap.vma_adjust_end(vma)
 
 
@@ -180,6 +182,7 @@ def split_vma(m: Machine, vma: VMA, at: int, new_below: bool) -> VMA:
     except BaseException:
         vm_area_free(m, new)
         raise
+    m.surgery_point("split_vma:cloned", vma, new)
     k = at - vma.start
     old_pt = vma.pt
     if new_below:
@@ -193,6 +196,7 @@ def split_vma(m: Machine, vma: VMA, at: int, new_below: bool) -> VMA:
         new.pt = old_pt[k:].copy()
         vma.pt = old_pt[:k].copy()
         set_range(m, vma, vma.start, at, vma.pgoff)
+    m.surgery_point("split_vma:adjusted", vma, new)
     vma.mm.link(new)
     return new
 
@@ -203,6 +207,7 @@ def remove_merged(m: Machine, target: VMA, gone: VMA, linked: bool = True) -> No
     """vma_complete's removal: gone's pages now belong to target."""
     if linked:
         gone.mm.unlink(gone)
+    m.surgery_point("remove_merged:unlinked", target, gone)
     if gone.lineage is not None or gone.avcs:
         m.rmap.vma_merge(target, gone)
     vm_area_free(m, gone)
@@ -262,6 +267,7 @@ def vma_merge_existing_range(m: Machine, prev: VMA | None, mid: VMA, start: int,
         # prev absorbs mid and next
         src = nxt if nxt.lineage is not None else mid
         dup_anon_vma(m, prev, src)
+        m.surgery_point("merge:cloned", prev, mid, nxt)
         prev.pt = np.concatenate((prev.pt, mid.pt, nxt.pt))
         set_range(m, prev, prev.start, nxt.end, prev.pgoff)
         remove_merged(m, prev, mid)
@@ -270,6 +276,7 @@ def vma_merge_existing_range(m: Machine, prev: VMA | None, mid: VMA, start: int,
     if merge_left:
         # prev extends to end; mid shrinks or goes
         dup_anon_vma(m, prev, mid)
+        m.surgery_point("merge:cloned", prev, mid)
         k = end - mid.start
         prev.pt = np.concatenate((prev.pt, mid.pt[:k]))
         if remove_mid:
@@ -283,19 +290,23 @@ def vma_merge_existing_range(m: Machine, prev: VMA | None, mid: VMA, start: int,
             mid.start, mid.pgoff, mid.pt = end, mid.pgoff + k, rest
             mm.link(mid)
             rmap.vma_adjust_end(mid)
+            m.surgery_point("merge_left:mid_shrunk", prev, mid)
             set_range(m, prev, prev.start, end, prev.pgoff)
         return prev
     # merge_right: next extends down to start; mid shrinks or goes
     dup_anon_vma(m, nxt, mid)
+    m.surgery_point("merge:cloned", nxt, mid)
     k = start - mid.start
     nxt.pt = np.concatenate((mid.pt[k:], nxt.pt))
     if remove_mid:
         mm.unlink(mid)
+        m.surgery_point("merge_right:mid_unlinked", nxt, mid)
         set_range(m, nxt, start, nxt.end, nxt.pgoff - npages)
         remove_merged(m, nxt, mid, linked=False)
     else:
         mid.pt = mid.pt[:k].copy()
         set_range(m, mid, mid.start, start, mid.pgoff)
+        m.surgery_point("merge_right:mid_shrunk", nxt, mid)
         set_range(m, nxt, start, nxt.end, nxt.pgoff - npages)
     return nxt
 
@@ -391,8 +402,6 @@ def do_vmi_munmap(m: Machine, mm: MM, start: int, end: int) -> None:
     The start split, then the end split (each may raise NoMem; a done split
     stays), then zap, unlink from rmap, free (unmap_region, free_pgtables).
     """
-    from .memory import zap_vma_range
-
     vmas = mm.vmas_in(start, end)
     if not vmas:
         return
@@ -402,6 +411,13 @@ def do_vmi_munmap(m: Machine, mm: MM, start: int, end: int) -> None:
     last = vmas[-1]
     if last.end > end:
         split_vma(m, last, end, False)
+    unmap_region(m, mm, vmas)
+
+
+def unmap_region(m: Machine, mm: MM, vmas: list[VMA]) -> None:
+    """unmap_region / exit_mmap: zap the VMAs' pages, then unlink and free them."""
+    from .memory import zap_vma_range
+
     for vma in vmas:
         zap_vma_range(m, vma, vma.start, vma.end)
     for vma in vmas:

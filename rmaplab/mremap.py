@@ -12,8 +12,11 @@ old range must lie in one VMA. The destination is unmapped first, then
 copy_vma (a merge, or a new VMA with anon_vma_clone; an unfaulted VMA gets
 its pgoff reset so it can merge), move_page_tables, and the old range is
 unmapped. Pages keep their page->index, so every scheme still finds them
-(the rmap hook ptes_moved lets pte_chain and anonmm fix up theirs). A
-locked VMA populates the part a grow added.
+(the rmap hook ptes_moved lets pte_chain and anonmm fix up theirs), except
+that anonmm cannot find a page shared with another mm at a new address:
+such pages get private copies at move time (early COW, REFERENCES.md row
+8), whose frames are found before anything moves. A locked VMA populates
+the part a grow added.
 """
 
 from __future__ import annotations
@@ -73,7 +76,7 @@ def grow_in_place(m: Machine, vma: VMA, new_end: int) -> None:
     if target is None:
         raise SysError("ENOMEM")
     if target.flags & VM_LOCKED:
-        mm_populate(m, target.mm, old_end, new_end)
+        mm_populate(m, target.mm, old_end, new_end, ignore_errors=True)
 
 
 def remap_move(m: Machine, mm: MM, addr: int, npages: int, new_addr: int) -> None:
@@ -114,6 +117,7 @@ def copy_vma(m: Machine, vma: VMA, start: int, npages: int, pgoff: int) -> VMA:
 def move_vma(m: Machine, vma: VMA, addr: int, old: int, new: int, new_addr: int) -> None:
     """move_vma: copy_vma, move_page_tables, then unmap the old range."""
     mm = vma.mm
+    reserve_early_cow(m, vma, addr, old, new_addr)
     new_vma = copy_vma(m, vma, new_addr, new, vma.pgoff + (addr - vma.start))
     src = mm.vma_lookup(addr)  # copy_vma may have merged into vma's neighbourhood
     move_page_tables(m, src, addr, new_vma, new_addr, old)
@@ -122,11 +126,35 @@ def move_vma(m: Machine, vma: VMA, addr: int, old: int, new: int, new_addr: int)
     except NoMem:
         pass  # the kernel keeps the (now empty) old range mapped and succeeds
     if new_vma.flags & VM_LOCKED and new > old:
-        mm_populate(m, mm, new_addr + old, new_addr + new)
+        mm_populate(m, mm, new_addr + old, new_addr + new, ignore_errors=True)
+
+
+def _early_cow_needed(m: Machine, vma: VMA, addr: int, n: int, new_addr: int) -> np.ndarray:
+    """Indexes (in vma) of the present pages of [addr, addr+n) that the rmap
+    scheme could not find at new_addr (anonmm: shared with another mm)."""
+    i0 = addr - vma.start
+    seg = vma.pt[i0:i0 + n]
+    idx = np.flatnonzero(((seg & PTE_PRESENT) != 0) & ((seg >> PTE_SHIFT) != 0))
+    if not len(idx):
+        return idx
+    need = m.rmap.needs_private_copy(seg[idx] >> PTE_SHIFT, vma, new_addr + idx, True)
+    return idx[need] + i0
+
+
+def reserve_early_cow(m: Machine, vma: VMA, addr: int, n: int, new_addr: int) -> None:
+    """Frames for move_page_tables' early COW, found before anything moves:
+    reclaim if short, else ENOMEM (docs/divergences.md; anonmm only)."""
+    k = len(_early_cow_needed(m, vma, addr, n, new_addr))
+    if k > m.frames.nr_free:
+        m.reclaim_for(k - m.frames.nr_free)
+        k = len(_early_cow_needed(m, vma, addr, n, new_addr))
+        if k > m.frames.nr_free:
+            raise SysError("ENOMEM")
 
 
 def move_page_tables(m: Machine, src: VMA, addr: int, dst: VMA, new_addr: int, n: int) -> None:
-    """move_ptes: the PTEs of [addr, addr+n) go to [new_addr, new_addr+n) as they are."""
+    """move_ptes: the PTEs of [addr, addr+n) go to [new_addr, new_addr+n) as they are;
+    then pages the scheme could not find there get private copies (anonmm)."""
     s0 = addr - src.start
     d0 = new_addr - dst.start
     seg = src.pt[s0:s0 + n].copy()
@@ -137,5 +165,10 @@ def move_page_tables(m: Machine, src: VMA, addr: int, dst: VMA, new_addr: int, n
         ptes = seg[nz]
         anon = ((ptes & PTE_PRESENT) != 0) & ((ptes >> PTE_SHIFT) != 0)
         if anon.any():
-            m.rmap.ptes_moved(ptes[anon] >> PTE_SHIFT, src, addr + nz[anon], dst,
-                              new_addr + nz[anon])
+            frames = ptes[anon] >> PTE_SHIFT
+            new_vpns = new_addr + nz[anon]
+            need = m.rmap.needs_private_copy(frames, dst, new_vpns, True)
+            m.rmap.ptes_moved(frames, src, addr + nz[anon], dst, new_vpns)
+            if need.any():
+                from .memory import early_cow
+                early_cow(m, dst, new_vpns[need] - dst.start)

@@ -8,7 +8,10 @@ so: a page that was exclusive when it was unmapped), drops the PTE's swap
 reference, and frees the swap cache at once when the area is more than
 half full, the VMA is locked, or a write fault finds itself the only user
 (should_try_to_free_swap). A write to a page that is not exclusive then
-goes through do_wp_page like any COW.
+goes through do_wp_page like any COW. A scheme that could not find the page
+at the faulting address (anonmm, when another mm maps it elsewhere) has a
+private copy mapped instead (swapin_private_copy), here and in swapoff's
+unuse_pte.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from .errors import NoMem
 from .mm_types import (PTE_DIRTY, PTE_PRESENT, PTE_SHIFT, PTE_SWAP, PTE_SWP_EXCLUSIVE,
                        PTE_WRITE, PTE_YOUNG, VM_LOCKED, VMA)
 from .page_alloc import PG_ANON, PG_ANON_EXCLUSIVE, PG_DIRTY, PG_SWAPCACHE
-from .rmap.core import page_add_anon_rmap, put_pages
+from .rmap.core import page_add_anon_rmap, page_add_new_anon_rmap, put_pages
 
 if TYPE_CHECKING:
     from .machine import Machine
@@ -102,7 +105,15 @@ def do_swap_page(m: Machine, vma: VMA, vpn: int, write: bool) -> None:
         raise AssertionError("swap PTE changed under do_swap_page")
     ft = m.frames
     sw = m.swap
+    bits = PTE_PRESENT | PTE_YOUNG | (PTE_WRITE | PTE_DIRTY if write else 0)
+    copied = swapin_private_copy(m, vma, i, frame, pte, bits, vma.mm)
+    if copied < 0:
+        raise AssertionError("swap PTE changed under do_swap_page")
     m.counters["pgfault"] += 1
+    if copied:
+        if sw.swap_map[slot] == 0 and (sw.full() or vma.flags & VM_LOCKED):
+            delete_from_swap_cache(m, frame)
+        return
     one = np.array([frame], np.int64)
     vpns = np.array([vpn], np.int64)
     ft.refcount[frame] += 1
@@ -116,8 +127,9 @@ def do_swap_page(m: Machine, vma: VMA, vpn: int, write: bool) -> None:
     sw.swap_map[slot] -= 1
     if sw.swap_map[slot] == 0 and (sw.full() or vma.flags & VM_LOCKED
                                    or (write and ft.refcount[frame] == 2)):
-        if write:
-            ft.flags[frame] |= PG_DIRTY
+        # folio_free_swap: with its swap copy gone the page is dirty, read
+        # fault or not (MADV_FREE then treats it as dirty)
+        ft.flags[frame] |= PG_DIRTY
         delete_from_swap_cache(m, frame)
 
 
@@ -130,6 +142,8 @@ def unuse_pte(m: Machine, vma: VMA, i: int, frame: int) -> None:
     if not pte & PTE_SWAP or int(sw.cache[slot]) != frame:
         return  # no longer this slot's entry (its mm went meanwhile)
     exclusive = bool(pte & PTE_SWP_EXCLUSIVE)
+    if swapin_private_copy(m, vma, i, frame, pte, PTE_PRESENT, None):
+        return  # a private copy maps it (anonmm), or its mm went meanwhile
     ft.refcount[frame] += 1
     page_add_anon_rmap(m, np.array([frame], np.int64), vma,
                        np.array([vma.start + i], np.int64), exclusive)
@@ -139,5 +153,43 @@ def unuse_pte(m: Machine, vma: VMA, i: int, frame: int) -> None:
     sw.swap_map[slot] -= 1
 
 
-__all__ = ["do_swap_page", "swapin_to_cache", "add_to_swap_cache", "delete_from_swap_cache",
+def swapin_private_copy(m: Machine, vma: VMA, i: int, frame: int, pte: int, bits: int,
+                        mm: MM | None) -> int:
+    """Map a private copy of the swap cache page frame at index i of vma, if
+    the rmap scheme could not find frame there (anonmm: another mm maps it at
+    another address; REFERENCES.md row 8). Returns 1 when a copy now maps the
+    PTE (the slot lost its reference), 0 when no copy is needed, -1 when the
+    PTE changed while a frame was found (its mm was killed). The new frame
+    comes as any fault's does (reclaim, then the OOM killer, sparing mm's
+    task unless it is the victim, as get_free_frame says)."""
+    one = np.array([frame], np.int64)
+    vpns = np.array([vma.start + i], np.int64)
+    if not m.rmap.needs_private_copy(one, vma, vpns, False)[0]:
+        return 0
+    prev = m.pinned
+    m.pinned = one  # type: ignore[assignment]  # reclaim must not take the page we copy
+    try:
+        g = get_free_frame(m, mm)
+    finally:
+        m.pinned = prev
+    ft = m.frames
+    if vma.dead or int(vma.pt[i]) != pte or \
+            not m.rmap.needs_private_copy(one, vma, vpns, False)[0]:
+        ft.free(np.array([g], np.int64))
+        return -1 if vma.dead or int(vma.pt[i]) != pte else 0
+    new = np.array([g], np.int64)
+    ft.data[g] = ft.data[frame]
+    vma.pt[i] = (g << PTE_SHIFT) | bits
+    page_add_new_anon_rmap(m, new, vma, vpns)
+    m.lru_add(new)
+    vma.mm.rss += 1
+    vma.mm.swapents -= 1
+    sw = m.swap
+    assert sw is not None
+    sw.swap_map[pte >> PTE_SHIFT] -= 1
+    m.counters["early_cow"] += 1
+    return 1
+
+
+__all__ = ["do_swap_page", "swapin_private_copy", "swapin_to_cache", "add_to_swap_cache", "delete_from_swap_cache",
            "unuse_pte", "get_free_frame", "PG_ANON_EXCLUSIVE"]

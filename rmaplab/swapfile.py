@@ -27,7 +27,7 @@ import numpy as np
 
 from .errors import SysError
 from .mm_types import PTE_SHIFT, PTE_SWAP
-from .page_alloc import PG_SWAPCACHE
+from .page_alloc import PG_DIRTY, PG_SWAPCACHE
 
 if TYPE_CHECKING:
     from .machine import Machine
@@ -91,6 +91,7 @@ class SwapArea:
         slot = int(m.frames.private[frame])
         if slot < 0 or self.swap_map[slot] != 0:
             return False
+        m.frames.flags[frame] |= PG_DIRTY  # the only copy is in memory now
         delete_from_swap_cache(m, frame)
         return True
 
@@ -211,6 +212,12 @@ def try_to_unuse_2004(m: Machine) -> None:
     sw = m.swap
     holders = _holders(m)
     ring: list = [None] + list(m.mmlist)  # None stands for init_mm, the list head
+    # What a miss costs in each mm (its anonymous VMAs, and their PTEs),
+    # computed once: nothing here changes an mm's VMAs (an mm the OOM killer
+    # takes is dead and skipped), and recomputing it for every slot and mm
+    # was most of this function's time at a thousand mms.
+    miss = {id(mm): (sum(1 for v in mm.vmas if v.lineage is not None), _anon_ptes(mm))
+            for mm in ring[1:]}
     start = 0
     c = m.counters
     for slot in np.flatnonzero((sw.swap_map > 0) | sw.has_cache).tolist():
@@ -232,8 +239,7 @@ def try_to_unuse_2004(m: Machine) -> None:
             c["swapoff_mms"] += 1
             hs = per_mm.get(id(mm))
             if not hs:
-                anon = [v for v in mm.vmas if v.lineage is not None]
-                c["swapoff_ptes"] += len(anon) if mapped else sum(v.end - v.start for v in anon)
+                c["swapoff_ptes"] += miss[id(mm)][0 if mapped else 1]
                 continue
             for _, vma, i in hs:
                 c["swapoff_ptes"] += 1 if mapped else _scan_cost(mm, vma, i)
@@ -244,6 +250,7 @@ def try_to_unuse_2004(m: Machine) -> None:
         if new_start is not None:
             start = new_start
         if sw.has_cache[slot]:
+            m.frames.flags[frame] |= PG_DIRTY  # folio_free_swap
             delete_from_swap_cache(m, frame)
 
 
@@ -282,5 +289,7 @@ def try_to_unuse_2019(m: Machine) -> None:
                     continue
                 unuse_pte(m, vma, i, frame)
     for slot in np.flatnonzero(sw.has_cache).tolist():
-        delete_from_swap_cache(m, int(sw.cache[slot]))
+        frame = int(sw.cache[slot])
+        m.frames.flags[frame] |= PG_DIRTY  # folio_free_swap
+        delete_from_swap_cache(m, frame)
 

@@ -7,6 +7,8 @@ start inactive. Global reclaim (try_to_free_pages) deactivates the active
 list when the inactive one is shorter, then scans inactive pages oldest
 first through shrink_folio_list:
 
+  mapped in a VM_LOCKED VMA (mlocked)    -> passed over, not even counted
+                                            (the kernel's unevictable list)
   page_referenced (a charged rmap walk)  -> referenced: activate, keep
   not in the swap cache and swap-backed  -> add_to_swap (no slot: keep)
   try_to_unmap (a charged rmap walk)     -> TTU.FAIL (VM_LOCKED): keep
@@ -16,6 +18,9 @@ first through shrink_folio_list:
 
 A lazily freed page (MADV_FREE) that stayed clean is discarded without a
 slot; one written again becomes swap-backed again and stays this round.
+MADV_FREE marks a clean page even when other processes map it too (their
+dirty PTEs then keep it); a page in the swap cache or PG_dirty only when
+this process alone maps it.
 MADV_PAGEOUT runs the same list over the range's pages that only one
 process maps, ignoring references; MADV_COLD deactivates them.
 """
@@ -139,8 +144,16 @@ def try_to_unmap(m: Machine, frame: int) -> TTU:
 
 # -- shrink_folio_list ------------------------------------------------------------
 
-def shrink_page_list(m: Machine, frames: list[int], ignore_references: bool) -> int:
-    """shrink_folio_list: try to free each page in turn; returns pages freed."""
+def shrink_page_list(m: Machine, frames: list[int], ignore_references: bool,
+                     cull_mlocked: bool = False) -> int:
+    """shrink_folio_list: try to free each page in turn; returns pages freed.
+
+    cull_mlocked: pass over pages some VM_LOCKED VMA maps, as the kernel
+    does by keeping mlocked folios on the unevictable list, out of reach
+    (never scanned, never given a slot, never partly unmapped). Callers
+    whose pages cannot be mlocked (MADV_PAGEOUT's, mapped once in an
+    unlocked VMA) leave it off.
+    """
     from .swap_state import add_to_swap_cache, delete_from_swap_cache
     ft = m.frames
     c = m.counters
@@ -148,6 +161,8 @@ def shrink_page_list(m: Machine, frames: list[int], ignore_references: bool) -> 
     for f in frames:
         if ft.refcount[f] == 0 or not ft.flags[f] & PG_LRU:
             continue  # freed or taken off the LRU by an earlier step
+        if cull_mlocked and ft.mapcount[f] > 0 and _mlocked(m, f):
+            continue
         c["pgscan"] += 1
         if not ignore_references and ft.mapcount[f] > 0 and page_referenced(m, f):
             _touch(m, f, True)
@@ -198,6 +213,9 @@ def try_to_free_pages(m: Machine, pages: int) -> int:
     reclaim before the OOM killer). Two passes: the second sees the pages the
     first found referenced (their young bits are clear by then)."""
     freed = 0
+    # looking for mlocked pages costs a walk per page: only when some VMA is locked
+    any_locked = any(v.flags & VM_LOCKED for t in m.tasks.values() if t.mm is not None
+                     for v in t.mm.vmas)
     for _ in range(2):
         inactive = _lru_list(m, False)
         active = _lru_list(m, True)
@@ -211,7 +229,7 @@ def try_to_free_pages(m: Machine, pages: int) -> int:
         for f in inactive.tolist():
             if freed >= pages:
                 return freed
-            freed += shrink_page_list(m, [f], False)
+            freed += shrink_page_list(m, [f], False, cull_mlocked=any_locked)
         if freed >= pages:
             break
     return freed
@@ -232,8 +250,15 @@ def _exclusive_anon(m: Machine, vma: VMA, lo: int, hi: int) -> tuple[np.ndarray,
 
 
 def madvise_free(m: Machine, vma: VMA, lo: int, hi: int) -> None:
-    """madvise_free_pte_range: swap entries are freed and emptied; pages only
-    this process maps are cleaned and marked lazily freeable."""
+    """madvise_free_pte_range: swap entries are freed and emptied; present
+    pages are cleaned in this mm's PTEs and marked lazily freeable.
+
+    Only a page that is in the swap cache or PG_dirty must be mapped by this
+    process alone (its swap copy is dropped, its dirt forgotten); a clean
+    page that others map too is marked as well (6.18 does; their dirty PTEs
+    make try_to_unmap keep it). folio_mark_lazyfree leaves an mlocked
+    (unevictable) page alone, though this mm's PTE bits are cleared anyway.
+    """
     i0 = lo - vma.start
     seg = vma.pt[i0:hi - vma.start]
     sw = np.flatnonzero(seg & PTE_SWAP)
@@ -242,14 +267,36 @@ def madvise_free(m: Machine, vma: VMA, lo: int, hi: int) -> None:
         seg[sw] = 0
         vma.mm.swapents -= len(sw)
         m.swap.free_entries(m, slots)
-    idx, frames = _exclusive_anon(m, vma, lo, hi)
+    idx = np.flatnonzero((seg & PTE_PRESENT) != 0)
+    frames = seg[idx] >> PTE_SHIFT
+    keep = frames != 0  # the zero page is not a normal folio
+    idx, frames = idx[keep] + i0, frames[keep]
     ft = m.frames
     for i, f in zip(idx.tolist(), frames.tolist()):
-        if ft.flags[f] & PG_SWAPCACHE and not m.swap.try_free_swap(m, f):
-            continue
-        ft.flags[f] = (ft.flags[f] & ~np.uint32(PG_DIRTY)) | PG_LAZYFREE
+        if ft.flags[f] & (PG_SWAPCACHE | PG_DIRTY):
+            if ft.mapcount[f] != 1:
+                continue
+            if ft.flags[f] & PG_SWAPCACHE and not m.swap.try_free_swap(m, f):
+                continue
+            ft.flags[f] &= ~np.uint32(PG_DIRTY)
         vma.pt[i] &= ~np.int64(PTE_DIRTY | PTE_YOUNG)
+        if ft.mapcount[f] > 1 and _mlocked(m, f):
+            continue
+        ft.flags[f] |= PG_LAZYFREE
         _touch(m, f, False)
+
+
+def _mlocked(m: Machine, frame: int) -> bool:
+    """PG_mlocked, which the model does not keep: some VM_LOCKED VMA maps the
+    page. Found by an uncharged walk (the kernel reads a flag)."""
+    hit = [False]
+
+    def one(f: int, vma: VMA, vpn: int) -> bool:
+        hit[0] = bool(vma.flags & VM_LOCKED)
+        return not hit[0]
+
+    rmap_walk(m, frame, RmapWalkControl(one), charge=False)
+    return hit[0]
 
 
 def madvise_cold(m: Machine, vma: VMA, lo: int, hi: int) -> None:

@@ -8,12 +8,18 @@ from .protocol import RmapScheme, WalkStats
 
 def scheme_class(name: str) -> type[RmapScheme]:
     """The scheme class for a name given on the command line."""
+    from .anon_vma import AnonVmaScheme
     from .anon_vma_chain import AnonVmaChainScheme
+    from .anonmm import AnonmmScheme
     from .modern import ModernScheme
+    from .pte_chain import PteChainScheme
 
     schemes: dict[str, type[RmapScheme]] = {
         "modern": ModernScheme,
         "anon_vma_chain": AnonVmaChainScheme,
+        "anon_vma": AnonVmaScheme,
+        "anonmm": AnonmmScheme,
+        "pte_chain": PteChainScheme,
     }
     try:
         return schemes[name]
@@ -21,6 +27,10 @@ def scheme_class(name: str) -> type[RmapScheme]:
         raise ValueError(f"unknown rmap scheme {name!r}; choose one of {', '.join(schemes)}") from None
 
 
-SCHEMES = ("modern", "anon_vma_chain")
+#: Every scheme, newest first: ``modern`` is the reference the others are
+#: compared with; then the 2010 anon_vma_chain (seed 002), Andrea Arcangeli's
+#: 2004 anon_vma it replaced, Hugh Dickins' 2004 anonmm (seed 000) and Rik van
+#: Riel's 2002 pte_chain (seed 001).
+SCHEMES = ("modern", "anon_vma_chain", "anon_vma", "anonmm", "pte_chain")
 
 __all__ = ["RmapScheme", "WalkStats", "scheme_class", "SCHEMES"]

@@ -36,10 +36,12 @@ from .protocol import RmapScheme, WalkStats
 if TYPE_CHECKING:
     from ..mm_types import VMA
 
-# Slab object sizes in bytes: see docs/struct-sizes.md.
+# Slab object sizes in bytes: see docs/struct-sizes.md (2.6.33 with seed
+# 002: anon_vma {lock, ksm_refcount, head}; anon_vma_chain {vma, anon_vma,
+# same_vma, same_anon_vma}; vm_area_struct's anon_vma_chain and anon_vma).
 SIZES = {
-    "x86_64": {"anon_vma": 40, "anon_vma_chain": 48, "vma_fields": 24},
-    "i386": {"anon_vma": 20, "anon_vma_chain": 24, "vma_fields": 12},
+    "x86_64": {"anon_vma": 24, "anon_vma_chain": 48, "vma_fields": 24},
+    "i386": {"anon_vma": 16, "anon_vma_chain": 24, "vma_fields": 12},
 }
 
 

@@ -100,24 +100,31 @@ class RmapWalkControl:
 
     rmap_one(frame, vma, vpn) returns False to stop the walk; done(frame)
     is asked after each VMA; invalid_vma(vma) skips a VMA before its PTE is
-    looked at.
+    looked at. kind names the walk ("referenced", "unmap", "check", ...) for
+    schemes whose locking differs by walk (seed 001's try_to_unmap_one takes
+    the page table lock with a trylock, its page_referenced takes none); a
+    walk with a done callback is try_to_unmap's ("unmap") unless told.
     """
 
-    __slots__ = ("rmap_one", "done", "invalid_vma")
+    __slots__ = ("done", "invalid_vma", "kind", "rmap_one")
 
     def __init__(self, rmap_one: Callable[[int, VMA, int], bool],
                  done: Callable[[int], bool] | None = None,
-                 invalid_vma: Callable[[VMA], bool] | None = None) -> None:
+                 invalid_vma: Callable[[VMA], bool] | None = None,
+                 kind: str | None = None) -> None:
         self.rmap_one = rmap_one
         self.done = done
         self.invalid_vma = invalid_vma
+        self.kind = kind if kind is not None else ("unmap" if done is not None else "walk")
 
 
 def rmap_walk(m: Machine, frame: int, rwc: RmapWalkControl, charge: bool = True) -> None:
     """rmap_walk_anon: visit every PTE mapping frame, through the scheme.
 
     Cost: the scheme's candidates (charged to walks.vmas/anon_vmas) plus one
-    PTE look-up per candidate whose range covers the page (walks.ptes).
+    PTE look-up per candidate whose range covers the page (walks.ptes), and
+    one page table trylock per candidate for the walks the scheme trylocks in
+    (counters["trylock"]; none fails until a contention model exists).
     """
     st = m.walks if charge else None
     if st is not None:
@@ -125,10 +132,14 @@ def rmap_walk(m: Machine, frame: int, rwc: RmapWalkControl, charge: bool = True)
     rmap_one = rwc.rmap_one
     done = rwc.done
     invalid = rwc.invalid_vma
+    trylock = charge and rwc.kind in m.rmap.trylock_walks
+    counters = m.counters
     want = (frame << PTE_SHIFT) | PTE_PRESENT
     mask = ~((1 << PTE_SHIFT) - 1) | PTE_PRESENT
     for vma, vpn in m.rmap.candidates(frame, st):
-        if invalid is not None and invalid(vma):
+        if trylock:
+            counters["trylock"] += 1
+        if vma is None or (invalid is not None and invalid(vma)):
             continue
         i = vpn - vma.start
         if 0 <= i < vma.end - vma.start:
@@ -146,7 +157,8 @@ def page_referenced(m: Machine, frame: int) -> int:
     """folio_referenced: count and clear the young bits of frame's PTEs.
 
     Stops as soon as every mapping was seen (the kernel's mapcount
-    countdown), which is why the order a scheme walks in matters.
+    countdown), which is why the order a scheme walks in matters. The
+    scheme hears how the walk ended (referenced_end: anonmm's migration).
     """
     ft = m.frames
     left = [int(ft.mapcount[frame])]
@@ -166,7 +178,8 @@ def page_referenced(m: Machine, frame: int) -> int:
         left[0] -= 1
         return left[0] > 0
 
-    rmap_walk(m, frame, RmapWalkControl(one))
+    rmap_walk(m, frame, RmapWalkControl(one, kind="referenced"))
+    m.rmap.referenced_end(frame, left[0] <= 0)
     return refs[0]
 
 
@@ -182,12 +195,18 @@ def page_referenced_batch(m: Machine, frames: np.ndarray,
     time and finds, per frame, the VMA at which the kernel's mapcount
     countdown ends the walk. If visited (listed) is given, visited[j] gets
     the VMAs the walk of frames[j] examined (would examine without stopping). Cost: O(VMAs x frames) array work per
-    group; batched only for schemes with walk_groups.
+    group; batched only for schemes with walk_groups. Schemes with walk_plans
+    (pte_chain, anonmm, the 2004 anon_vma) go through rmap.walk_plan instead:
+    the mappings found from an index, the charges computed, not stepped.
     """
     frames = np.asarray(frames, dtype=np.int64)
     refs = np.zeros(len(frames), np.int64)
     if not len(frames):
         return refs
+    plans = m.rmap.walk_plans(frames)
+    if plans is not None:
+        from .walk_plan import referenced_by_plans
+        return referenced_by_plans(m, frames, plans, visited, listed)
     groups = m.rmap.walk_groups(frames)
     if groups is None:
         for j, f in enumerate(frames.tolist()):
@@ -268,7 +287,7 @@ def find_mappings(m: Machine, frame: int) -> list[tuple[VMA, int]]:
         found.append((vma, vpn))
         return True
 
-    rmap_walk(m, frame, RmapWalkControl(one), charge=False)
+    rmap_walk(m, frame, RmapWalkControl(one, kind="check"), charge=False)
     return found
 
 

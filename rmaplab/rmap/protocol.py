@@ -23,7 +23,10 @@ Kernel call sites, by hook:
   page_move                       folio_move_anon_rmap (do_wp_page reuse)
   ptes_moved                      move_ptes (mremap: pte pointers and page->index)
   page_freed                      the last reference to a page went
+  needs_private_copy              anonmm's early COW (mremap, swap-in elsewhere)
+  referenced_end                  page_referenced_anon's tail (anonmm migration)
   candidates                      the scheme's half of rmap_walk
+  walk_groups / walk_plans        batched page_referenced (rmap.walk_plan)
 """
 
 from __future__ import annotations
@@ -59,7 +62,15 @@ class RmapScheme:
     """Base class; a hook a scheme does not need is a no-op."""
 
     name = "base"
+    #: vma.anon_vma is this scheme's anon_vma (None exactly when lineage is None)
     uses_anon_vma = False
+    #: anon_vma identity mirrors lineage one-to-one within an mm (the checker's
+    #: rule); Andrea Arcangeli's 2004 anon_vma is shared by a whole fork family
+    anon_vma_mirrors_lineage = True
+    #: RmapWalkControl kinds whose rmap_one takes the mm's page_table_lock with
+    #: a trylock (seed 001's try_to_unmap, seed 000's page_referenced too):
+    #: counted in counters["trylock"]
+    trylock_walks: frozenset[str] = frozenset()
 
     def __init__(self, m: Machine) -> None:
         self.m = m
@@ -121,10 +132,24 @@ class RmapScheme:
     def page_freed(self, frames: np.ndarray) -> None:
         """The frames' last references went; drop what their mapping holds."""
 
+    def needs_private_copy(self, frames: np.ndarray, vma: VMA, vpns: np.ndarray,
+                           moving: bool) -> np.ndarray:
+        """Which frames, about to be mapped at vpns of vma, must be copied first
+        because the scheme could not find them there (anonmm: page->index is
+        the address). moving: the PTE being placed already maps the frame
+        (mremap) rather than being new (swap-in). Default: none."""
+        return np.zeros(len(frames), bool)
+
+    def referenced_end(self, frame: int, complete: bool) -> None:
+        """After page_referenced's walk of frame; complete: every mapping found."""
+
     # -- walks --------------------------------------------------------------
-    def candidates(self, frame: int, st: WalkStats | None) -> Iterator[tuple[VMA, int]]:
+    def candidates(self, frame: int,
+                   st: WalkStats | None) -> Iterator[tuple[VMA | None, int]]:
         """Yield the (vma, vpn) pairs the kernel's walk would examine, in its
-        order, charging st (None: the checker's uncharged walk)."""
+        order, charging st (None: the checker's uncharged walk). vma may be
+        None (anonmm: an mm with no VMA at the address): a page table walk
+        that finds nothing, so no PTE is charged."""
         raise NotImplementedError
 
     def walk_groups(self, frames: np.ndarray):
@@ -134,6 +159,11 @@ class RmapScheme:
         unseen (an interval tree) or examined and passed over (a list).
         None: this scheme only walks one frame at a time."""
         return None
+
+    def walk_plans(self, frames: np.ndarray):
+        """For batched walks of schemes whose walk order differs per frame or is
+        too long to step through: yield walk_plan.WalkPlan objects describing
+        the walks by their answer (see rmap/walk_plan.py). None: not offered."""
 
     # -- accounting ---------------------------------------------------------
     def objects(self) -> dict[str, int]:

@@ -1,0 +1,328 @@
+# SPDX-License-Identifier: GPL-2.0-only
+"""The results store: one SQLite file (WAL mode) of sweep points.
+
+Tables (docs/sweeps.md has the full schema and example queries):
+
+  points   one row per finished point: experiment, scheme, params (JSON),
+           repeat, status ('ok' or 'failed'), metrics (JSON), error,
+           wall_s, version (rmaplab on the worker), spec_hash, run_id,
+           worker, finished_at, attempts. UNIQUE(experiment, params_key,
+           repeat), where params_key is the canonical JSON of the
+           parameters including the scheme.
+  metrics  (point_id, name, value): every numeric metric of an ok point,
+           one row each, for plain SQL (WHERE name = 'listed_avg').
+  sweeps   each spec seen: its hash, experiment, normalized JSON, TOML text.
+  runs     each `rmaplab sweep` invocation: versions, scheduler, counts.
+
+and one view per experiment, ``results_<name>``, with a column per
+parameter and per metric (ok points only).
+
+Only the client process writes, one transaction per point as its result
+arrives, so a killed sweep loses no point it had stored, and a point is
+written once: an ok row is never replaced; a failed row is replaced only
+when the point is run again (``--retry-failed``).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import platform
+import sqlite3
+import sys
+from collections.abc import Iterable
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Self
+
+from .sweep_spec import Point, SweepSpec, canonical
+
+SCHEMA_VERSION = "1"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS sweeps (
+    spec_hash TEXT PRIMARY KEY, experiment TEXT NOT NULL, experiment_ref TEXT NOT NULL,
+    spec TEXT NOT NULL, source TEXT NOT NULL, description TEXT NOT NULL,
+    first_seen TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY, spec_hash TEXT NOT NULL, started_at TEXT NOT NULL,
+    ended_at TEXT, version TEXT NOT NULL, python TEXT NOT NULL, platform TEXT NOT NULL,
+    libraries TEXT NOT NULL, scheduler TEXT NOT NULL, workers INTEGER,
+    done INTEGER NOT NULL DEFAULT 0, failed INTEGER NOT NULL DEFAULT 0, outcome TEXT);
+CREATE TABLE IF NOT EXISTS points (
+    id INTEGER PRIMARY KEY,
+    experiment TEXT NOT NULL, params_key TEXT NOT NULL, repeat INTEGER NOT NULL,
+    scheme TEXT NOT NULL, params TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('ok', 'failed')),
+    metrics TEXT, error TEXT, wall_s REAL,
+    version TEXT NOT NULL, spec_hash TEXT NOT NULL, run_id INTEGER, worker TEXT,
+    finished_at TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 1,
+    UNIQUE (experiment, params_key, repeat));
+CREATE INDEX IF NOT EXISTS points_by_experiment ON points (experiment, scheme, status);
+CREATE TABLE IF NOT EXISTS metrics (
+    point_id INTEGER NOT NULL REFERENCES points (id) ON DELETE CASCADE,
+    name TEXT NOT NULL, value REAL, PRIMARY KEY (point_id, name)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS metrics_by_name ON metrics (name, value);
+"""
+
+
+class StoreError(Exception):
+    """A results file that cannot be opened or is not an rmaplab store."""
+
+
+def now() -> str:
+    """Local time, ISO 8601 with milliseconds."""
+    return datetime.now().astimezone().isoformat(timespec="milliseconds")
+
+
+def _finite(v: Any) -> Any:
+    """JSON-safe metric value: numpy scalars as Python, NaN/inf as None."""
+    if hasattr(v, "item") and not isinstance(v, (str, bytes)):
+        try:
+            v = v.item()
+        except (TypeError, ValueError):
+            v = str(v)
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if v is None or isinstance(v, (bool, int, float, str)):
+        return v
+    return str(v)
+
+
+def clean_metrics(metrics: dict) -> dict:
+    return {str(k): _finite(v) for k, v in metrics.items()}
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+class Store:
+    """An open results store. Use as a context manager, or call close()."""
+
+    def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
+        self.path = str(path)
+        memory = self.path == ":memory:"
+        if readonly and not memory and not Path(self.path).is_file():
+            raise StoreError(f"{self.path}: no such results file")
+        uri = f"file:{Path(self.path).resolve()}?mode=ro" if readonly and not memory else None
+        try:
+            self.db = sqlite3.connect(uri or self.path, uri=uri is not None, timeout=30,
+                                      isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as e:
+            raise StoreError(f"{self.path}: cannot open ({e})") from None
+        self.db.row_factory = sqlite3.Row
+        try:
+            if not readonly:
+                if not memory:
+                    self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.execute("PRAGMA synchronous=FULL")
+                self.db.executescript(SCHEMA)
+                self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
+            self.db.execute("PRAGMA foreign_keys=ON")
+            row = self.db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+        except sqlite3.DatabaseError as e:
+            self.db.close()
+            what = "cannot open" if "unable to open" in str(e) or "readonly" in str(e) \
+                else "not an rmaplab results file"
+            raise StoreError(f"{self.path}: {what} ({e})") from None
+        if row is None or row[0] != SCHEMA_VERSION:
+            self.db.close()
+            raise StoreError(f"{self.path}: results schema {row[0] if row else None!r}, "
+                             f"this rmaplab reads {SCHEMA_VERSION!r}")
+        self._view_cols: dict[str, set[str]] = {}
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- writing (the sweep's client process only) ------------------------------
+    def add_sweep(self, spec: SweepSpec) -> None:
+        self.db.execute("INSERT OR IGNORE INTO sweeps VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (spec.hash, spec.experiment.name, spec.experiment_ref,
+                         canonical(spec.normalized()), spec.source, spec.description, now()))
+
+    def start_run(self, spec: SweepSpec, *, version: str, scheduler: str,
+                  workers: int | None) -> int:
+        import dask
+        import numpy
+
+        libs = {"dask": dask.__version__, "numpy": numpy.__version__,
+                "sqlite": sqlite3.sqlite_version}
+        cur = self.db.execute(
+            "INSERT INTO runs (spec_hash, started_at, version, python, platform, libraries, "
+            "scheduler, workers) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (spec.hash, now(), version, sys.version.split()[0], platform.platform(),
+             json.dumps(libs), scheduler, workers))
+        return int(cur.lastrowid)
+
+    def end_run(self, run_id: int, *, done: int, failed: int, outcome: str) -> None:
+        self.db.execute("UPDATE runs SET ended_at = ?, done = ?, failed = ?, outcome = ? "
+                        "WHERE id = ?", (now(), done, failed, outcome, run_id))
+
+    def record(self, point: Point, *, ok: bool, metrics: dict | None, error: str | None,
+               wall_s: float | None, version: str, spec_hash: str, run_id: int | None = None,
+               worker: str | None = None) -> bool:
+        """Store one finished point in one transaction. Returns False (and
+        writes nothing) when the point already has an ok row."""
+        metrics = clean_metrics(metrics or {}) if ok else None
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            row = db.execute("SELECT id, status, attempts FROM points WHERE experiment = ? "
+                             "AND params_key = ? AND repeat = ?", point.key).fetchone()
+            values = (point.scheme, canonical(point.params), "ok" if ok else "failed",
+                      None if metrics is None else json.dumps(metrics), error, wall_s, version,
+                      spec_hash, run_id, worker, now())
+            if row is None:
+                cur = db.execute(
+                    "INSERT INTO points (experiment, params_key, repeat, scheme, params, status, "
+                    "metrics, error, wall_s, version, spec_hash, run_id, worker, finished_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", (*point.key, *values))
+                pid = int(cur.lastrowid)
+            elif row["status"] == "failed":
+                pid = int(row["id"])
+                db.execute("UPDATE points SET scheme = ?, params = ?, status = ?, metrics = ?, "
+                           "error = ?, wall_s = ?, version = ?, spec_hash = ?, run_id = ?, "
+                           "worker = ?, finished_at = ?, attempts = attempts + 1 WHERE id = ?",
+                           (*values, pid))
+                db.execute("DELETE FROM metrics WHERE point_id = ?", (pid,))
+            else:
+                db.execute("ROLLBACK")
+                return False
+            if metrics:
+                db.executemany("INSERT INTO metrics VALUES (?, ?, ?)",
+                               [(pid, k, float(v)) for k, v in metrics.items()
+                                if isinstance(v, (int, float))])
+                self._ensure_view(point, metrics)
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        return True
+
+    def _ensure_view(self, point: Point, metrics: dict) -> None:
+        """results_<experiment>: one column per parameter and metric (ok points)."""
+        name = point.experiment
+        cols = set(point.params) | set(metrics)
+        if cols <= self._view_cols.get(name, set()):
+            return
+        q = ("SELECT DISTINCT j.key FROM points, json_each(points.{0}) AS j "
+             "WHERE experiment = ? AND status = 'ok' ORDER BY points.id")
+        pcols = [r[0] for r in self.db.execute(q.format("params"), (name,))]
+        mcols = [r[0] for r in self.db.execute(q.format("metrics"), (name,))
+                 if r[0] not in pcols]
+        self._view_cols[name] = set(pcols) | set(mcols)
+
+        def col(src: str, c: str) -> str:
+            path = '$."' + c.replace('"', '') + '"'
+            return f"json_extract({src}, {_literal(path)}) AS {_ident(c)}"
+
+        items = [col("params", c) for c in pcols] + [col("metrics", c) for c in mcols
+                                                      if c not in ("wall_s", "scheme", "repeat")]
+        view = _ident("results_" + name)
+        self.db.execute(f"DROP VIEW IF EXISTS {view}")
+        self.db.execute(f"CREATE VIEW {view} AS SELECT id, scheme, repeat, {', '.join(items)}, "
+                        f"wall_s, version, spec_hash FROM points "
+                        f"WHERE experiment = {_literal(name)} AND status = 'ok'")
+
+    # -- reading ------------------------------------------------------------------
+    def status(self, points: Iterable[Point]) -> dict[tuple, str]:
+        """The stored status ('ok'/'failed') of each of these points that has a row."""
+        want = {p.key for p in points}
+        exps = {k[0] for k in want}
+        out = {}
+        for exp in exps:
+            for r in self.db.execute("SELECT experiment, params_key, repeat, status FROM points "
+                                     "WHERE experiment = ?", (exp,)):
+                key = (r[0], r[1], r[2])
+                if key in want:
+                    out[key] = r[3]
+        return out
+
+    def experiments(self) -> list[str]:
+        return [r[0] for r in self.db.execute(
+            "SELECT experiment FROM points GROUP BY experiment ORDER BY MIN(id)")]
+
+    def records(self, experiment: str | None = None, *, status: str | None = "ok") -> list[dict]:
+        """One flat dict per stored point: experiment, scheme, the parameters,
+        repeat, every metric, wall_s, status, error, version, spec_hash."""
+        sql = "SELECT * FROM points"
+        where, args = [], []
+        if experiment is not None:
+            where.append("experiment = ?")
+            args.append(experiment)
+        if status is not None:
+            where.append("status = ?")
+            args.append(status)
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        out = []
+        for r in self.db.execute(sql + " ORDER BY id", args):
+            rec = {"experiment": r["experiment"], "scheme": r["scheme"], **json.loads(r["params"]),
+                   "repeat": r["repeat"]}
+            if r["metrics"]:
+                rec.update(json.loads(r["metrics"]))
+            rec.update(wall_s=r["wall_s"], status=r["status"], error=r["error"],
+                       version=r["version"], spec_hash=r["spec_hash"], finished_at=r["finished_at"],
+                       attempts=r["attempts"], worker=r["worker"])
+            out.append(rec)
+        return out
+
+    def sweeps(self) -> list[dict]:
+        return [dict(r) for r in self.db.execute("SELECT * FROM sweeps ORDER BY first_seen")]
+
+    def runs(self) -> list[dict]:
+        return [dict(r) for r in self.db.execute("SELECT * FROM runs ORDER BY id")]
+
+    def counts(self) -> dict[str, int]:
+        return {r[0]: r[1] for r in self.db.execute(
+            "SELECT status, COUNT(*) FROM points GROUP BY status")}
+
+    # -- export ---------------------------------------------------------------------
+    def to_arrow(self, experiment: str | None = None, *, status: str | None = None):
+        """A pyarrow Table of records() (a column of mixed types becomes text)."""
+        return records_to_arrow(self.records(experiment, status=status))
+
+    def export_parquet(self, path: str | Path, **kw: Any) -> int:
+        import pyarrow.parquet as pq
+
+        table = self.to_arrow(**kw)
+        pq.write_table(table, str(path))
+        return table.num_rows
+
+    def export_csv(self, path: str | Path, **kw: Any) -> int:
+        recs = self.records(**{"status": None, **kw})
+        cols = list(dict.fromkeys(k for r in recs for k in r))
+        with open(path, "w", newline="", encoding="utf-8") as f:
+            w = csv.DictWriter(f, fieldnames=cols)
+            w.writeheader()
+            w.writerows(recs)
+        return len(recs)
+
+
+def records_to_arrow(records: list[dict]):
+    """Records (dicts) as a pyarrow Table, one column per key."""
+    import pyarrow as pa
+
+    cols = list(dict.fromkeys(k for r in records for k in r))
+    arrays = {}
+    for c in cols:
+        vals = [r.get(c) for r in records]
+        try:
+            arrays[c] = pa.array(vals)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            arrays[c] = pa.array([None if v is None else str(v) for v in vals], pa.string())
+    return pa.table(arrays) if arrays else pa.table({})

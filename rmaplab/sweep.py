@@ -1,0 +1,325 @@
+# SPDX-License-Identifier: GPL-2.0-only
+"""Running a sweep's points on Dask distributed into a results store.
+
+run_sweep() is the library call behind ``rmaplab sweep``: it reads which
+points of the spec the store already holds, runs the others on a Dask
+cluster (a LocalCluster of worker processes on 127.0.0.1 by default, or the
+scheduler at an address, or ``"inline"``: in this process, no Dask), and
+stores each result in its own transaction as it arrives, so a sweep killed
+at any moment keeps every point it stored, and running it again runs only
+what is missing. A point that raised is stored as failed with its error and
+run again only with retry_failed.
+
+Points are submitted only as fast as the workers take them (one per worker
+thread in flight): what is submitted is what is running, the progress bar
+says so, and an interrupted sweep throws away at most one point per thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from . import __version__
+from .store import Store, records_to_arrow
+from .sweep_spec import Point, SweepSpec, load_spec, parse_spec, resolve_experiment
+
+INLINE = "inline"
+
+
+class SweepUnavailable(Exception):
+    """The cluster cannot be started or reached."""
+
+
+class Interrupted(Exception):
+    """SIGINT or SIGTERM during a sweep."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@dataclass(slots=True)
+class SweepResult:
+    """What a sweep did, and every stored record of its points."""
+
+    spec: SweepSpec
+    db: str
+    total: int = 0
+    skipped: int = 0  # already stored (ok, or failed without retry_failed)
+    done: int = 0  # run and stored ok now
+    failed: int = 0  # run and stored failed now
+    failed_before: int = 0  # stored failed earlier and not retried
+    wall_s: float = 0.0
+    records: list[dict] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        return self.failed == 0 and self.failed_before == 0
+
+    def table(self):
+        """The records as a pyarrow Table."""
+        return records_to_arrow(self.records)
+
+
+# -- the worker side ----------------------------------------------------------------
+_EXPERIMENTS: dict[str, Any] = {}
+
+
+def run_point(ref: str, scheme: str, params: dict) -> dict:
+    """Run one point (on a worker). Never raises for the experiment's own
+    errors: they come back as {"ok": False, "error": ...}."""
+    t0 = time.perf_counter()
+    out: dict[str, Any] = {"version": __version__, "worker": f"{socket.gethostname()}:{os.getpid()}"}
+    try:
+        exp = _EXPERIMENTS.get(ref)
+        if exp is None:
+            exp = _EXPERIMENTS[ref] = resolve_experiment(ref)
+        metrics = exp.run(scheme, dict(params))
+        if not isinstance(metrics, dict):
+            raise TypeError(f"{exp.name}.run returned {type(metrics).__name__}, not a dict")
+        out.update(ok=True, metrics=metrics)
+    except Exception as e:  # noqa: BLE001 - the point failed; the sweep goes on
+        where = traceback.extract_tb(e.__traceback__)[-1] if e.__traceback__ else None
+        loc = f" [{Path(where.filename).name}:{where.lineno}]" if where else ""
+        out.update(ok=False, error=f"{type(e).__name__}: {e}{loc}")
+    out["wall_s"] = round(time.perf_counter() - t0, 4)
+    return out
+
+
+# -- executors -------------------------------------------------------------------------
+class _Inline:
+    """Points one after another in this process (``--scheduler inline``)."""
+
+    nthreads = 1
+
+    def __init__(self) -> None:
+        self.description = INLINE
+
+    def run(self, ref: str, todo: list[Point], on_start: Callable[[int], None]
+            ) -> Iterator[tuple[Point, dict]]:
+        for p in todo:
+            on_start(1)
+            yield p, run_point(ref, p.scheme, p.params)
+
+    def close(self) -> None:
+        pass
+
+
+class _Dask:
+    """A Dask client, on a LocalCluster we start or a scheduler we are given."""
+
+    def __init__(self, scheduler: Any, workers: int | None) -> None:
+        try:
+            from distributed import Client, LocalCluster
+        except ImportError as e:  # pragma: no cover - a dependency
+            raise SweepUnavailable(f"dask distributed is not installed ({e}): "
+                                   "pip install 'dask[distributed]'") from None
+        self.cluster = None
+        self.client = None
+        self.own_client = True
+        try:
+            if scheduler is None:
+                n = workers or max(1, os.cpu_count() or 1)
+                self.cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                                            host="127.0.0.1", silence_logs=logging.ERROR,
+                                            # no dashboard; the scheduler's own HTTP
+                                            # routes on a free port of 127.0.0.1 only
+                                            dashboard_address="127.0.0.1:0",
+                                            scheduler_kwargs={"dashboard": False})
+                self.client = Client(self.cluster, set_as_default=False)
+                self.description = f"LocalCluster {self.cluster.scheduler_address} ({n} workers)"
+            elif isinstance(scheduler, str):
+                self.client = Client(scheduler, timeout=15, set_as_default=False)
+                self.description = scheduler
+            else:  # a distributed.Client the caller holds
+                self.client, self.own_client = scheduler, False
+                self.description = str(getattr(scheduler, "scheduler", scheduler))
+        except (OSError, TimeoutError, ValueError, RuntimeError) as e:
+            self.close()
+            where = "start a local Dask cluster" if scheduler is None else f"reach {scheduler}"
+            raise SweepUnavailable(f"cannot {where}: {type(e).__name__}: {e}") from None
+
+    @property
+    def nthreads(self) -> int:
+        try:
+            return max(1, sum(self.client.nthreads().values()))
+        except Exception:  # noqa: BLE001 - a scheduler gone away: keep going with one
+            return 1
+
+    def run(self, ref: str, todo: list[Point], on_start: Callable[[int], None]
+            ) -> Iterator[tuple[Point, dict]]:
+        from distributed import as_completed
+
+        queue = list(reversed(todo))
+        which: dict[str, Point] = {}
+        ac = as_completed(loop=self.client.loop)
+
+        def submit(k: int) -> None:
+            n = 0
+            while queue and n < k:
+                p = queue.pop()
+                fut = self.client.submit(run_point, ref, p.scheme, p.params, pure=False,
+                                         key=f"rmaplab-point-{len(queue)}-{time.time_ns()}")
+                which[fut.key] = p
+                ac.add(fut)
+                n += 1
+            if n:
+                on_start(n)
+
+        submit(self.nthreads)
+        for fut in ac:
+            p = which.pop(fut.key)
+            try:
+                res = fut.result()
+            except Exception as e:  # noqa: BLE001 - a worker died under the point
+                res = {"ok": False, "error": f"{type(e).__name__}: {e} (the worker running "
+                       "this point died)", "version": __version__, "wall_s": None}
+            fut.release()
+            yield p, res
+            submit(max(1, self.nthreads - ac.count()))
+
+    def close(self) -> None:
+        for thing in ((self.client if self.own_client else None), self.cluster):
+            if thing is not None:
+                try:
+                    thing.close()
+                except Exception:  # noqa: BLE001, S110 - closing on the way out
+                    pass
+
+
+def _executor(scheduler: Any, workers: int | None) -> _Inline | _Dask:
+    if scheduler == INLINE:
+        return _Inline()
+    return _Dask(scheduler, workers)
+
+
+# -- the client side --------------------------------------------------------------------
+def plan(spec: SweepSpec, store: Store, *, retry_failed: bool = False
+         ) -> tuple[list[Point], int, int]:
+    """The points to run now, how many are stored (skipped), and how many of
+    those are failed ones left alone."""
+    points = spec.points()
+    have = store.status(points)
+    todo = [p for p in points if p.key not in have or (retry_failed and have[p.key] == "failed")]
+    failed_left = 0 if retry_failed else sum(1 for s in have.values() if s == "failed")
+    return todo, len(points) - len(todo), failed_left
+
+
+def _signals() -> Callable[[], None]:
+    """SIGTERM ends the sweep as SIGINT does; returns the restorer."""
+    def handler(signum: int, frame: object) -> None:
+        raise Interrupted(signum)
+
+    try:
+        old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:  # not the main thread: no handlers
+        old = {}
+
+    def restore() -> None:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+    return restore
+
+
+def run_sweep(spec: SweepSpec | dict | str | os.PathLike[str], db: str | os.PathLike[str],
+              *, scheduler: Any = None, workers: int | None = None, retry_failed: bool = False,
+              progress: bool = True, console: Console | None = None) -> SweepResult:
+    """Run the points of spec missing from the store db; return the result
+    with every stored ok record of the spec's points.
+
+    spec: a SweepSpec, a dict in the TOML's shape, or a SPEC.toml path.
+    scheduler: None (a LocalCluster of `workers` processes on 127.0.0.1),
+    a scheduler address ("tcp://host:8786"), a distributed.Client, or
+    "inline" (this process, no Dask).
+    """
+    if isinstance(spec, dict):
+        spec = parse_spec(spec)
+    elif not isinstance(spec, SweepSpec):
+        spec = load_spec(spec)
+    console = console or Console(stderr=True)
+    t0 = time.perf_counter()
+    with Store(db) as store:
+        store.add_sweep(spec)
+        todo, skipped, failed_before = plan(spec, store, retry_failed=retry_failed)
+        result = SweepResult(spec=spec, db=str(db), total=skipped + len(todo), skipped=skipped,
+                             failed_before=failed_before)
+        if todo:
+            _run(spec, store, todo, result, scheduler, workers, progress, console)
+        order = {p.key: i for i, p in enumerate(spec.points())}
+        keyed = [((r["experiment"], _params_key(r, spec), r["repeat"]), r)
+                 for r in store.records(spec.experiment.name)]
+        result.records = [r for k, r in sorted((kr for kr in keyed if kr[0] in order),
+                                               key=lambda kr: order[kr[0]])]
+    result.wall_s = round(time.perf_counter() - t0, 3)
+    return result
+
+
+def _params_key(rec: dict, spec: SweepSpec) -> str:
+    return Point(spec.experiment.name, rec["scheme"], {k: rec.get(k) for k in spec.grid},
+                 0).params_key
+
+
+def _run(spec: SweepSpec, store: Store, todo: list[Point], result: SweepResult, scheduler: Any,
+         workers: int | None, progress: bool, console: Console) -> None:
+    restore = _signals()
+    run_id = None
+    outcome = "interrupted"
+    ex = None
+    try:
+        ex = _executor(scheduler, workers)
+        run_id = store.start_run(spec, version=__version__, scheduler=ex.description,
+                                 workers=ex.nthreads)
+        running = 0
+        with Progress(TextColumn("[bold]{task.description}"), BarColumn(),
+                      TextColumn("{task.completed}/{task.total} done"),
+                      TextColumn("[cyan]{task.fields[running]} running"),
+                      TextColumn("[red]{task.fields[failed]} failed"),
+                      TimeElapsedColumn(), TimeRemainingColumn(), console=console,
+                      disable=not progress) as bar:
+            task = bar.add_task(f"sweep {spec.experiment.name}", total=result.total,
+                                completed=result.skipped, running=0,
+                                failed=result.failed_before)
+
+            def started(n: int) -> None:
+                nonlocal running
+                running += n
+                bar.update(task, running=running)
+
+            for point, res in ex.run(spec.experiment_ref, todo, started):
+                running -= 1
+                store.record(point, ok=res["ok"], metrics=res.get("metrics"),
+                             error=res.get("error"), wall_s=res.get("wall_s"),
+                             version=res.get("version", __version__), spec_hash=spec.hash,
+                             run_id=run_id, worker=res.get("worker"))
+                if res["ok"]:
+                    result.done += 1
+                else:
+                    result.failed += 1
+                bar.update(task, advance=1, running=running,
+                           failed=result.failed + result.failed_before)
+        outcome = "complete" if result.complete else "failed points"
+    finally:
+        restore()
+        if run_id is not None:
+            store.end_run(run_id, done=result.done, failed=result.failed, outcome=outcome)
+        if ex is not None:
+            ex.close()

@@ -1,0 +1,232 @@
+# SPDX-License-Identifier: GPL-2.0-only
+"""Sweep specifications: which experiment, schemes, parameter grid, repeats.
+
+A SPEC is a small TOML file (docs/sweeps.md)::
+
+    experiment = "aim7"                  # a registered experiment, or "pkg.module:ATTR"
+    schemes = ["modern", "anon_vma_chain"]   # or "all"; default: the experiment's own
+    repeats = 3                          # runs of each point (default 1)
+    description = "seed 002, bigger N"   # optional, shown in the report
+
+    [params]                             # a list of values, or one value
+    procs = [10, 100, 1000]              # absent parameters take the experiment's defaults
+    pages = 1000
+
+load_spec() reads and validates one; every problem raises SpecError naming
+the key. A Point is one (scheme, parameters, repeat) of the grid; its key,
+(experiment, canonical parameters including the scheme, repeat), is what
+the results store (store.py) writes once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import itertools
+import json
+import math
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .experiments import Experiment, experiments
+
+TOP_KEYS = ("experiment", "schemes", "repeats", "params", "description")
+MAX_POINTS = 1_000_000
+
+
+class SpecError(ValueError):
+    """A sweep spec that cannot be run; names the file and the key."""
+
+    def __init__(self, key: str | None, message: str, source: str = "") -> None:
+        self.key = key
+        self.message = message
+        self.source = source
+        where = (f"{source}: " if source else "") + (f"key {key!r}: " if key else "")
+        super().__init__(where + message)
+
+
+def resolve_experiment(ref: str) -> Experiment:
+    """A registered experiment by name, or "package.module:ATTR" (an
+    Experiment object, or a function of no arguments returning one)."""
+    reg = experiments()
+    if ref in reg:
+        return reg[ref]
+    if ":" not in ref:
+        raise LookupError(f"unknown experiment {ref!r}; choose one of {', '.join(sorted(reg))} "
+                          "or give 'package.module:ATTR'")
+    mod_name, _, attr = ref.partition(":")
+    try:
+        mod = importlib.import_module(mod_name)
+    except Exception as e:  # noqa: BLE001 - an ImportError, or the module's own error
+        raise LookupError(f"cannot import {mod_name!r} for experiment {ref!r}: "
+                          f"{type(e).__name__}: {e}") from None
+    obj = getattr(mod, attr, None)
+    if callable(obj) and not isinstance(obj, Experiment):
+        obj = obj()
+    if not isinstance(obj, Experiment):
+        raise LookupError(f"{ref!r} is not an rmaplab Experiment")  # noqa: TRY004
+    return obj
+
+
+def canonical(obj: Any) -> str:
+    """The canonical JSON text of parameters (sorted keys, no spaces)."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+@dataclass(slots=True, frozen=True)
+class Point:
+    """One run of the grid: its identity is (experiment, params_key, repeat)."""
+
+    experiment: str
+    scheme: str
+    params: dict
+    repeat: int
+
+    @property
+    def params_key(self) -> str:
+        return canonical({"scheme": self.scheme, **self.params})
+
+    @property
+    def key(self) -> tuple[str, str, int]:
+        return (self.experiment, self.params_key, self.repeat)
+
+
+@dataclass(slots=True, kw_only=True)
+class SweepSpec:
+    """A validated sweep: resolved experiment, schemes, full grid, repeats."""
+
+    experiment_ref: str
+    experiment: Experiment
+    schemes: list[str]
+    grid: dict[str, list]
+    repeats: int = 1
+    description: str = ""
+    source: str = ""  # the TOML text (empty for a spec given as a dict)
+    path: str = ""
+    extra: dict = field(default_factory=dict)
+
+    def normalized(self) -> dict:
+        return {"experiment": self.experiment_ref, "schemes": list(self.schemes),
+                "params": {k: list(v) for k, v in self.grid.items()}, "repeats": self.repeats}
+
+    @property
+    def hash(self) -> str:
+        """SHA-256 of the normalized spec: the same sweep, the same hash,
+        whatever the file's layout or comments (the description not included)."""
+        return hashlib.sha256(canonical(self.normalized()).encode()).hexdigest()
+
+    def points(self) -> list[Point]:
+        """Every point, repeat by repeat (a stopped sweep has whole repeats first)."""
+        keys = list(self.grid)
+        combos = [dict(zip(keys, vals)) for vals in itertools.product(*(self.grid[k] for k in keys))]
+        return [Point(self.experiment.name, s, p, r)
+                for r in range(self.repeats) for s in self.schemes for p in combos]
+
+
+def _coerce(key: str, value: Any, kind: type, source: str) -> Any:
+    """A TOML value as the type of the experiment's default."""
+    if isinstance(value, bool) and kind is not bool:
+        raise SpecError(key, f"{value!r} is a boolean, not {kind.__name__}", source)
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise SpecError(key, f"{value!r} is not a boolean", source)
+        return value
+    if kind is int:
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if not isinstance(value, int):
+            raise SpecError(key, f"{value!r} is not an integer", source)
+        return value
+    if kind is float:
+        if not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise SpecError(key, f"{value!r} is not a finite number", source)
+        return float(value)
+    if kind is str:
+        if not isinstance(value, str):
+            raise SpecError(key, f"{value!r} is not a string", source)
+        return value
+    return value
+
+
+def parse_spec(data: Mapping[str, Any], *, source: str = "", text: str = "") -> SweepSpec:
+    """Validate a spec given as a mapping (what tomllib returns)."""
+    from .rmap import SCHEMES
+
+    if not isinstance(data, Mapping):
+        raise SpecError(None, "a sweep spec is a table of keys", source)
+    for key in data:
+        if key not in TOP_KEYS:
+            raise SpecError(key, f"unknown key; a spec has {', '.join(TOP_KEYS)}", source)
+    if "experiment" not in data:
+        raise SpecError("experiment", "missing: name the experiment to sweep", source)
+    ref = data["experiment"]
+    if not isinstance(ref, str) or not ref:
+        raise SpecError("experiment", f"{ref!r} is not an experiment name", source)
+    try:
+        exp = resolve_experiment(ref)
+    except LookupError as e:
+        raise SpecError("experiment", str(e), source) from None
+
+    schemes_v = data.get("schemes")
+    if schemes_v is None:
+        schemes = list(exp.schemes or SCHEMES)
+    elif schemes_v == "all":
+        schemes = list(SCHEMES)
+    elif isinstance(schemes_v, list) and schemes_v and all(isinstance(s, str) for s in schemes_v):
+        schemes = list(dict.fromkeys(schemes_v))
+        for s in schemes:
+            if s not in SCHEMES:
+                raise SpecError("schemes", f"unknown scheme {s!r}; choose from "
+                                f"{', '.join(SCHEMES)} or \"all\"", source)
+    else:
+        raise SpecError("schemes", f"{schemes_v!r}: expected a non-empty list of scheme names "
+                        "or \"all\"", source)
+
+    repeats = data.get("repeats", 1)
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or not 1 <= repeats <= 10_000:
+        raise SpecError("repeats", f"{repeats!r}: expected an integer from 1 to 10000", source)
+
+    desc = data.get("description", "")
+    if not isinstance(desc, str):
+        raise SpecError("description", f"{desc!r} is not a string", source)
+
+    params = data.get("params", {})
+    if not isinstance(params, Mapping):
+        raise SpecError("params", "expected a table: [params] name = [values]", source)
+    grid = {k: list(v) for k, v in exp.params.items()}
+    for key, raw in params.items():
+        full = f"params.{key}"
+        if key not in grid:
+            raise SpecError(full, f"{exp.name} has no such parameter; it has "
+                            f"{', '.join(exp.params)}", source)
+        if key == "scheme":
+            raise SpecError(full, "give schemes with the top-level 'schemes' key", source)
+        values = raw if isinstance(raw, list) else [raw]
+        if not values:
+            raise SpecError(full, "no value given", source)
+        kind = type(exp.params[key][0])
+        grid[key] = list(dict.fromkeys(_coerce(full, v, kind, source) for v in values))
+
+    n = len(schemes) * repeats * math.prod(len(v) for v in grid.values())
+    if n > MAX_POINTS:
+        raise SpecError("params", f"the grid has {n:,} points; at most {MAX_POINTS:,}", source)
+    return SweepSpec(experiment_ref=ref, experiment=exp, schemes=schemes, grid=grid,
+                     repeats=repeats, description=desc, source=text, path=source)
+
+
+def load_spec(path: str | os.PathLike[str]) -> SweepSpec:
+    """Read and validate a SPEC.toml; SpecError names the file and key."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise SpecError(None, f"cannot read the spec: {e}", str(p)) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise SpecError(None, f"not valid TOML: {e}", str(p)) from None
+    return parse_spec(data, source=str(p), text=text)
