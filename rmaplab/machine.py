@@ -47,7 +47,9 @@ COUNTERS = ("pgfault", "cow", "cow_reuse", "pgscan", "pgsteal", "pswpin", "pswpo
             # (seed 001: why fork was slow), page_table_lock trylocks taken by
             # rmap walks (seed 001's try_to_unmap, seed 000's walks), and
             # private copies anonmm forces (mremap, swap-in at another address)
-            "rmap_ops", "trylock", "early_cow")
+            "rmap_ops", "trylock", "early_cow",
+            # seed 003: exclusive mmap_sem taken, VMA splits and merges it cost
+            "mmap_sem_write", "vma_split", "vma_merge")
 
 #: Default frame limit: room for the 10,000 x 1,000 AIM7 scenario and more.
 DEFAULT_FRAMES = 1 << 24
@@ -61,6 +63,7 @@ class Config:
     frames: int = DEFAULT_FRAMES
     vm_lock_rmap: bool = False  # seed 002's VM_LOCK_RMAP, removed as merged
     unuse: str = "2019"  # try_to_unuse: "2004" (seed 004) or "2019" (b56a2d8af914)
+    volatile_noswap: bool = False  # seed 003's aim: discard volatile pages with no swap
     check: bool = False  # run the invariant checker after every op
 
 

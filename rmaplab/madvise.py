@@ -27,9 +27,9 @@ LRU_ADVICE = ("dontneed", "free", "cold", "pageout")
 def do_madvise(m: Machine, mm: MM, start: int, end: int, advice: str) -> None:
     """do_madvise: the walk, then ENOMEM if a hole was met."""
     if advice == "volatile":
-        # seed 003 is not applied yet (issue 6): answer as a kernel without
-        # it answers an advice it does not know
-        raise SysError("EINVAL")
+        from .volatile import madvise_volatile
+        madvise_volatile(m, mm, start, end)
+        return
     unmapped = False
     vpn = start
     vma = mm.find_vma(vpn)

@@ -26,7 +26,7 @@ import numpy as np
 
 from .errors import Segv
 from .mm_types import (PTE_DIRTY, PTE_PRESENT, PTE_SHIFT, PTE_SWAP, PTE_SWP_EXCLUSIVE,
-                       PTE_WRITE, PTE_YOUNG, VM_READ, VM_WRITE, VMA)
+                       PTE_WRITE, PTE_YOUNG, VM_READ, VM_VOLATILE, VM_WRITE, VMA)
 from .page_alloc import PG_ANON_EXCLUSIVE, PG_SWAPCACHE
 from .rmap.core import (page_add_new_anon_rmap, page_dup_rmap, page_move_anon_rmap,
                         page_remove_rmap, put_pages)
@@ -89,6 +89,17 @@ def handle_mm_fault_range(m: Machine, mm: MM, start: int, end: int, write: bool,
         if vma is None or not access_ok(vma, write):
             raise Segv(vpn)
         hi = min(end, vma.end)
+        if vma.flags & VM_VOLATILE:
+            # seed 003: the first fault on an empty entry drops VM_VOLATILE
+            # and merges the VMA back; pages before it are accessed as they are
+            empty = np.flatnonzero(vma.pt[vpn - vma.start:hi - vma.start] == 0)
+            if len(empty):
+                if empty[0]:
+                    hi = vpn + int(empty[0])
+                else:
+                    from .volatile import volatile_fault
+                    volatile_fault(m, vma)
+                    continue
         if write:
             write_range(m, vma, vpn, hi, value)
         else:

@@ -33,10 +33,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .mm_types import PTE_DIRTY, PTE_PRESENT, PTE_SHIFT, PTE_SWAP, PTE_SWP_EXCLUSIVE, PTE_YOUNG
-from .mm_types import VM_LOCKED, VMA
+from .mm_types import VM_LOCKED, VM_VOLATILE, VMA
 from .page_alloc import (PG_ACTIVE, PG_ANON_EXCLUSIVE, PG_DIRTY, PG_LAZYFREE, PG_LRU,
                          PG_SWAPCACHE)
-from .rmap.core import RmapWalkControl, page_referenced, put_pages, rmap_walk
+from .rmap.core import RmapWalkControl, find_mappings, page_referenced, put_pages, rmap_walk
 
 if TYPE_CHECKING:
     from .machine import Machine
@@ -96,6 +96,7 @@ def try_to_unmap(m: Machine, frame: int) -> TTU:
     ft = m.frames
     state = {"ret": TTU.SUCCESS}
     lazy = bool(ft.flags[frame] & PG_LAZYFREE) and not ft.flags[frame] & PG_SWAPCACHE
+    placed: list[tuple[VMA, int]] = []  # swap entries this walk installed (seed 003)
 
     def one(f: int, vma: VMA, vpn: int) -> bool:
         if vma.flags & VM_LOCKED:
@@ -118,6 +119,7 @@ def try_to_unmap(m: Machine, frame: int) -> TTU:
             if ft.flags[f] & PG_ANON_EXCLUSIVE:
                 swp |= PTE_SWP_EXCLUSIVE
             vma.pt[i] = swp
+            placed.append((vma, i))
             m.swap.swap_map[slot] += 1
             vma.mm.swapents += 1
             from .swapfile import mmlist_add_front
@@ -137,15 +139,53 @@ def try_to_unmap(m: Machine, frame: int) -> TTU:
         return TTU.AGAIN
     if state["ret"] is TTU.SUCCESS and lazy:
         return TTU.DISCARD
+    if (state["ret"] is TTU.SUCCESS and placed and ft.mapcount[frame] == 0
+            and all(v.flags & VM_VOLATILE for v, _ in placed)):
+        # seed 003: every mapper was volatile: try_to_zap_one the entries just
+        # installed, and the page is clean: it goes with no writeout
+        for v, i in placed:
+            slot = int(v.pt[i]) >> PTE_SHIFT
+            v.pt[i] = 0
+            v.mm.swapents -= 1
+            m.swap.swap_map[slot] -= 1
+        ft.flags[frame] &= ~np.uint32(PG_DIRTY)
+        return TTU.DISCARD
     if ft.refcount[frame] and ft.flags[frame] & PG_ANON_EXCLUSIVE and ft.mapcount[frame] == 0:
         ft.flags[frame] &= ~np.uint32(PG_ANON_EXCLUSIVE)  # moved into the swap PTEs
     return state["ret"]
 
 
+def _volatile(m: Machine, frame: int) -> bool:
+    """Every VMA mapping the page is VM_VOLATILE (uncharged look-up: the
+    kernel learns it from the vm_flags its page_referenced walk gathers)."""
+    from .volatile import all_mappers_volatile
+    return all_mappers_volatile([v for v, _ in find_mappings(m, frame)])
+
+
+def _discard_noswap(m: Machine, frame: int) -> int:
+    """Config.volatile_noswap, the RFC's stated aim: a page every mapper of
+    which is volatile is dropped with no swap entry at all."""
+    for vma, vpn in find_mappings(m, frame):
+        vma.pt[vpn - vma.start] = 0
+        vma.mm.rss -= 1
+        m.frames.mapcount[frame] -= 1
+        m.rmap.page_remove(np.array([frame], np.int64), vma, np.array([vpn], np.int64))
+        put_pages(m, np.array([frame], np.int64))
+    m.counters["pgvolatile"] += 1
+    m.counters["pgsteal"] += 1
+    return 1
+
+
 # -- shrink_folio_list ------------------------------------------------------------
 
+def any_volatile(m: Machine) -> bool:
+    """Whether some VMA is VM_VOLATILE (only then is the per-page look worth it)."""
+    return any(v.flags & VM_VOLATILE for t in m.tasks.values() if t.mm is not None
+               for v in t.mm.vmas)
+
+
 def shrink_page_list(m: Machine, frames: list[int], ignore_references: bool,
-                     cull_mlocked: bool = False) -> int:
+                     cull_mlocked: bool = False, volatile_scan: bool | None = None) -> int:
     """shrink_folio_list: try to free each page in turn; returns pages freed.
 
     cull_mlocked: pass over pages some VM_LOCKED VMA maps, as the kernel
@@ -158,16 +198,23 @@ def shrink_page_list(m: Machine, frames: list[int], ignore_references: bool,
     ft = m.frames
     c = m.counters
     freed = 0
+    if volatile_scan is None:
+        volatile_scan = any_volatile(m)
     for f in frames:
         if ft.refcount[f] == 0 or not ft.flags[f] & PG_LRU:
             continue  # freed or taken off the LRU by an earlier step
         if cull_mlocked and ft.mapcount[f] > 0 and _mlocked(m, f):
             continue
         c["pgscan"] += 1
-        if not ignore_references and ft.mapcount[f] > 0 and page_referenced(m, f):
+        volatile = volatile_scan and ft.mapcount[f] > 0 and _volatile(m, f)
+        if (not ignore_references and ft.mapcount[f] > 0 and page_referenced(m, f)
+                and not volatile):  # seed 003: a volatile page is reclaimed, not activated
             _touch(m, f, True)
             continue
         lazy = bool(ft.flags[f] & PG_LAZYFREE)
+        if volatile and m.config.volatile_noswap and not ft.flags[f] & PG_SWAPCACHE:
+            freed += _discard_noswap(m, f)
+            continue
         if not lazy and not ft.flags[f] & PG_SWAPCACHE:
             if m.swap is None:
                 _touch(m, f, True)  # nowhere to put an anonymous page
@@ -188,8 +235,12 @@ def shrink_page_list(m: Machine, frames: list[int], ignore_references: bool,
                 continue
             if ret is TTU.DISCARD:
                 c["pgsteal"] += 1
-                c["lazyfree_discard"] += 1
                 freed += 1
+                if ft.flags[f] & PG_SWAPCACHE:  # a volatile page: drop its slot too
+                    c["pgvolatile"] += 1
+                    delete_from_swap_cache(m, f)
+                else:
+                    c["lazyfree_discard"] += 1
                 continue
         if ft.refcount[f] == 0:
             freed += 1
@@ -216,6 +267,7 @@ def try_to_free_pages(m: Machine, pages: int) -> int:
     # looking for mlocked pages costs a walk per page: only when some VMA is locked
     any_locked = any(v.flags & VM_LOCKED for t in m.tasks.values() if t.mm is not None
                      for v in t.mm.vmas)
+    any_vol = any_volatile(m)
     for _ in range(2):
         inactive = _lru_list(m, False)
         active = _lru_list(m, True)
@@ -229,7 +281,8 @@ def try_to_free_pages(m: Machine, pages: int) -> int:
         for f in inactive.tolist():
             if freed >= pages:
                 return freed
-            freed += shrink_page_list(m, [f], False, cull_mlocked=any_locked)
+            freed += shrink_page_list(m, [f], False, cull_mlocked=any_locked,
+                                      volatile_scan=any_vol)
         if freed >= pages:
             break
     return freed

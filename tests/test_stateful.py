@@ -29,7 +29,7 @@ COUNTERS: dict[str, dict[str, int]] = {}  # what the runs did, per scheme
 KINDS = (["write"] * 5 + ["read"] * 2 + ["mmap"] * 3 + ["fork"] * 2
          + ["exit", "munmap", "mprotect", "mprotect", "mremap", "mremap", "mlock", "munlock",
             "madvise", "madvise", "swapon", "swapoff", "reclaim", "reclaim"])
-ADVICE = ["dontneed", "free", "pageout", "cold", "willneed"]
+ADVICE = ["dontneed", "free", "pageout", "cold", "willneed", "volatile"]
 
 
 def make_machine_class(scheme: str, frames: int, unuse: str) -> type[RuleBasedStateMachine]:
