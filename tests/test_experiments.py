@@ -60,3 +60,17 @@ def test_kbuild_ratio_and_singletons() -> None:
         assert 0.05 < r["avc_to_vma_bytes"] < 1.0
         assert 0.0 < r["singleton_share"] <= 1.0
         assert r["rmap_bytes_peak"] >= r["rmap_bytes_avg"] > 0
+
+
+def test_allocator_tradeoff() -> None:
+    exp = experiments()["allocator"]
+    recs = run_experiment(exp, params=["pressure=none,high", "arenas=2", "spans=8", "rounds=4"],
+                          progress=False)
+    by = {(r["advice"], r["pressure"]): r for r in recs}
+    assert by["dontneed", "none"]["reuse_faults"] > 0 and by["dontneed", "none"]["zero_filled"] > 0
+    for adv in ("volatile", "free"):
+        assert by[adv, "none"]["reuse_faults"] == 0 and by[adv, "none"]["zero_filled"] == 0
+        assert by[adv, "high"]["discarded"] > 0
+    assert by["volatile", "none"]["vma_split"] > 0 and by["free", "none"]["vma_split"] == 0
+    assert by["volatile", "none"]["mmap_sem_write"] > 0 == by["dontneed", "none"]["mmap_sem_write"]
+    assert by["volatile", "none"]["madvise_ptes"] == 0 < by["free", "none"]["madvise_ptes"]

@@ -9,10 +9,10 @@ from .runner import print_report, run_experiment, write_outputs
 
 def experiments() -> dict[str, Experiment]:
     """Every experiment, by name."""
-    from . import aim7, contention, hierarchy, kbuild
+    from . import aim7, allocator, contention, hierarchy, kbuild
 
     return {e.name: e for e in (aim7.EXPERIMENT, hierarchy.EXPERIMENT, kbuild.EXPERIMENT,
-                                contention.EXPERIMENT, contention.RACE)}
+                                contention.EXPERIMENT, contention.RACE, allocator.EXPERIMENT)}
 
 
 __all__ = ["Claim", "Experiment", "Plot", "experiments", "run_experiment", "write_outputs",

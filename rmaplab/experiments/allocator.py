@@ -1,0 +1,117 @@
+# SPDX-License-Identifier: GPL-2.0-only
+"""Experiment ``allocator``: an allocator handing memory back and taking it
+again (seed 003; REFERENCES.md rows 6 and 7).
+
+`arenas` processes each run a tcmalloc-like arena of `spans` spans of 16
+pages. Each round a process frees half its spans, returning them with
+`advice` (dontneed: zap now; volatile: seed 003's VMA flag; free:
+MADV_FREE, lazily), then a competitor touches memory at the `pressure`
+level (none, low, high: reclaim then has to take pages back), then the
+process reuses the spans: it reads each page (zero means its data was
+dropped) and writes it. A swap area is on, as seed 003's patch needs one.
+
+Counted: PTEs the madvise call itself walks, page faults and zero-filled
+pages on reuse, pages discarded (volatile or lazily freed) and written to
+swap, and VMA splits, merges and exclusive mmap_sem acquisitions (the lock
+cost that later sank the VMA-flag design, row 7).
+"""
+
+from __future__ import annotations
+
+from ..consts import PAGE_SIZE, WINDOW_START
+from ..machine import Config, Machine
+from ..mm_types import PTE_PRESENT
+from .base import Claim, Experiment, Plot
+
+SPAN = 16
+PRESSURE = {"none": 0.0, "low": 0.25, "high": 0.6}
+
+
+def run(scheme: str, p: dict) -> dict:
+    arenas, spans, rounds = int(p["arenas"]), int(p["spans"]), int(p["rounds"])
+    advice, level = str(p["advice"]), str(p["pressure"])
+    if advice not in ("dontneed", "volatile", "free") or level not in PRESSURE:
+        raise ValueError(f"advice {advice!r} / pressure {level!r}: see docs/experiments/allocator.md")
+    arena_pages = spans * SPAN
+    total = arenas * arena_pages
+    m = Machine(Config(scheme=scheme, frames=total + total // 2))
+    m.swapon(2 * total)
+    c = m.counters
+    names = [f"arena{i}" for i in range(arenas)]
+    for n in names:
+        m.spawn(n)
+        m.mmap(n, WINDOW_START, arena_pages, "rw")
+        m.write(n, WINDOW_START, arena_pages, 1)
+    m.spawn("hog")
+    hog = int(PRESSURE[level] * total)
+    if hog:
+        m.mmap("hog", WINDOW_START, hog, "rw")
+    out = {"madvise_ptes": 0, "reuse_faults": 0, "zero_filled": 0}
+    base = {k: c[k] for k in ("pgvolatile", "lazyfree_discard", "pswpout", "vma_split",
+                              "vma_merge", "mmap_sem_write")}
+    for r in range(rounds):
+        for n in names:
+            mm = m.tasks[n].mm
+            for s in range(r % 2, spans, 2):
+                addr = WINDOW_START + s * SPAN * PAGE_SIZE
+                vpn = addr // PAGE_SIZE
+                if advice != "volatile":  # dontneed and free walk the PTEs now
+                    for v in mm.vmas_in(vpn, vpn + SPAN):
+                        lo, hi = max(vpn, v.start), min(vpn + SPAN, v.end)
+                        out["madvise_ptes"] += int(((v.pt[lo - v.start:hi - v.start]
+                                                     & PTE_PRESENT) != 0).sum())
+                m.madvise(n, addr, SPAN, advice)
+        if hog:
+            m.write("hog", WINDOW_START, hog, 3)  # pressure: reclaim must find frames
+            m.madvise("hog", WINDOW_START, hog, "dontneed")
+        for n in names:
+            for s in range(r % 2, spans, 2):
+                addr = WINDOW_START + s * SPAN * PAGE_SIZE
+                before = c["pgfault"]
+                vals = m.read(n, addr, SPAN, [])
+                out["zero_filled"] += sum(1 for v in vals if v == 0)
+                m.write(n, addr, SPAN, 2 + r % 200)
+                out["reuse_faults"] += c["pgfault"] - before
+    for k, v in base.items():
+        out[k] = c[k] - v
+    out["discarded"] = out.pop("pgvolatile") + out.pop("lazyfree_discard")
+    for t in list(m.tasks):
+        m.exit(t)
+    return out
+
+
+def _win(records: list[dict]) -> str:
+    def pick(adv: str, pr: str, key: str) -> int | str:
+        for r in records:
+            if r["advice"] == adv and r["pressure"] == pr:
+                return r[key]
+        return "-"
+    return ("no pressure, reuse faults: " + ", ".join(f"{a} {pick(a, 'none', 'reuse_faults')}"
+            for a in ("dontneed", "volatile", "free"))
+            + "; VMA splits: " + ", ".join(f"{a} {pick(a, 'none', 'vma_split')}"
+            for a in ("dontneed", "volatile", "free"))
+            + "; exclusive mmap_sem: " + ", ".join(f"{a} {pick(a, 'high', 'mmap_sem_write')}"
+            for a in ("dontneed", "volatile", "free")) + " (high pressure)")
+
+
+EXPERIMENT = Experiment(
+    name="allocator",
+    title="Allocator returning memory: dontneed vs volatile vs free",
+    params={"advice": ["dontneed", "volatile", "free"], "pressure": ["none", "low", "high"],
+            "arenas": [4], "spans": [16], "rounds": [6]},
+    run=run,
+    columns=("madvise_ptes", "reuse_faults", "zero_filled", "discarded", "pswpout",
+             "vma_split", "vma_merge", "mmap_sem_write", "wall_s"),
+    claims=[Claim(row="6", text="MADV_FREE over MADV_DONTNEED in jemalloc (no faults and no "
+                                "zeroing on reuse when memory is not needed)",
+                  published="ebizzy 2961.90 -> 12069.70 records/s (1 thread)", ours=_win),
+            Claim(row="7", text="the VMA-flag design of volatile ranges gave terrible ebizzy "
+                                "performance through mmap_sem and VMA merge/split",
+                  published="qualitative (vrange v10 thread, 2014)",
+                  ours=lambda rs: "volatile splits/merges VMAs and takes mmap_sem for write; "
+                                  "dontneed and free never do (see vma_split, mmap_sem_write)")],
+    plots=[Plot(x="pressure", y="reuse_faults", xlabel="memory pressure",
+                ylabel="page faults when spans are reused", series="advice")],
+    schemes=("modern",),
+    doc="docs/experiments/allocator.md",
+)
