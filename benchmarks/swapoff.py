@@ -50,16 +50,13 @@ import math
 import pstats
 import sys
 import time
-from collections import defaultdict
 from dataclasses import dataclass
 from typing import Literal
 
 from rich.console import Console
 from rich.table import Table
 
-from rmaplab.consts import PAGE_SIZE
-from rmaplab.machine import Config, Machine
-from rmaplab.swapfile import SwapArea
+from rmaplab.experiments.swapoff import area, build, verify
 
 #: Where the parent maps its pages (the trace window's start).
 BASE = 0x100000000000
@@ -87,85 +84,6 @@ class Run:
     t_setup: float
     t_swapoff: float
     snapshot: dict
-
-
-def area(m: Machine) -> SwapArea:
-    assert m.swap is not None, "swap is off"
-    return m.swap
-
-
-def parent_of(shape: str, i: int, fanout: int) -> str:
-    """The task that forks child i."""
-    if shape == "fan" or (shape == "chain" and i == 0):
-        return "p"
-    if shape == "chain":
-        return f"c{i - 1}"
-    # breadth-first tree: p is node 0 and c<i> node i + 1; node k's parent is
-    # node (k - 1) // F
-    parent = i // fanout
-    return "p" if parent == 0 else f"c{parent - 1}"
-
-
-def child_value(i: int, k: int) -> int:
-    """What child i writes to its k-th page (never the parent's value 1 + j % 200)."""
-    return 201 + (i * 7 + k) % 55
-
-
-def build(procs: int, pages: int, writes: int, shape: str, unuse: str,
-          fanout: int) -> tuple[Machine, dict[str, list[int]]]:
-    """Steps 1-4; returns the machine and the value each task's pages hold."""
-    m = Machine(Config(unuse=unuse))
-    m.swapon(pages + procs * writes + 64)
-    m.spawn("p")
-    m.mmap("p", BASE, pages, "rw")
-    for j in range(pages):
-        m.write("p", BASE + j * PAGE_SIZE, 1, 1 + j % 200)
-    m.madvise("p", BASE, pages, "pageout")
-    expect = {"p": [1 + j % 200 for j in range(pages)]}
-    names = [f"c{i}" for i in range(procs)]
-    for i, name in enumerate(names):
-        m.fork(parent_of(shape, i, fanout), name)
-        expect[name] = list(expect["p"])  # nothing is written before every fork is done
-    for i, name in enumerate(names):
-        for k in range(writes):
-            j = (i * writes + k) % pages
-            value = child_value(i, k)
-            m.write(name, BASE + j * PAGE_SIZE, 1, value)
-            m.madvise(name, BASE + j * PAGE_SIZE, 1, "pageout")
-            expect[name][j] = value
-    return m, expect
-
-
-def verify(m: Machine, expect: dict[str, list[int]], pages: int) -> dict:
-    """The checks listed in the module docstring; returns the snapshot."""
-    m.check()
-    assert m.swap is None, "swap area still on"
-    assert not m.mmlist and not any(t.mm is not None and t.mm.on_mmlist
-                                    for t in m.tasks.values()), "mmlist not drained"
-    snap = m.snapshot("after-swapoff")
-    holders: dict[tuple[int, int], list[str]] = defaultdict(list)
-    for name, t in snap["tasks"].items():
-        pg = t["pages"]
-        assert len(pg) == pages, f"{name}: {pages - len(pg)} pages not back"
-        for addr, p in pg.items():
-            assert p["state"] == "present", f"{name} {addr}: {p['state']}"
-            holders[(int(addr, 16), p["frame"])].append(name)
-    for (addr, frame), names in holders.items():
-        want = len(names)
-        got = snap["tasks"][names[0]]["pages"][hex(addr)]["mapcount"]
-        assert got == want, f"{hex(addr)} {frame}: mapcount {got}, {want} holders"
-    # the parent's value at page j is shared by every task that did not write j
-    parent_frames = {addr: p["frame"] for addr, p in snap["tasks"]["p"]["pages"].items()}
-    for name, t in snap["tasks"].items():
-        for j, value in enumerate(expect[name]):
-            addr = hex(BASE + j * PAGE_SIZE)
-            shared = value == expect["p"][j]
-            assert (t["pages"][addr]["frame"] == parent_frames[addr]) == shared, \
-                f"{name} {addr}: sharing with p is wrong"
-    for name, values in expect.items():
-        got = m.read(name, BASE, pages, [])
-        assert got == values, f"{name}: read back {got[:8]}... want {values[:8]}..."
-    return snap
 
 
 def run_one(procs: int, pages: int, writes: int, shape: str, unuse: str, fanout: int,

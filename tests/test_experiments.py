@@ -74,3 +74,13 @@ def test_allocator_tradeoff() -> None:
     assert by["volatile", "none"]["vma_split"] > 0 and by["free", "none"]["vma_split"] == 0
     assert by["volatile", "none"]["mmap_sem_write"] > 0 == by["dontneed", "none"]["mmap_sem_write"]
     assert by["volatile", "none"]["madvise_ptes"] == 0 < by["free", "none"]["madvise_ptes"]
+
+
+def test_swapoff_2004_is_quadratic_2019_linear() -> None:
+    exp = experiments()["swapoff"]
+    recs = run_experiment(exp, params=["procs=10,40", "pages=16", "writes=2"], progress=False)
+    by = {(r["unuse"], r["procs"]): r for r in recs}
+    grow04 = by["2004", 40]["ptes"] / by["2004", 10]["ptes"]
+    grow19 = by["2019", 40]["ptes"] / by["2019", 10]["ptes"]
+    assert grow19 < 5 < 10 < grow04  # 4x the processes: ~4x vs ~16x
+    assert by["2004", 40]["slots"] == by["2019", 40]["slots"]

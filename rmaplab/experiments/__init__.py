@@ -9,10 +9,11 @@ from .runner import print_report, run_experiment, write_outputs
 
 def experiments() -> dict[str, Experiment]:
     """Every experiment, by name."""
-    from . import aim7, allocator, contention, hierarchy, kbuild
+    from . import aim7, allocator, contention, hierarchy, kbuild, swapoff
 
     return {e.name: e for e in (aim7.EXPERIMENT, hierarchy.EXPERIMENT, kbuild.EXPERIMENT,
-                                contention.EXPERIMENT, contention.RACE, allocator.EXPERIMENT)}
+                                contention.EXPERIMENT, contention.RACE, allocator.EXPERIMENT,
+                                swapoff.EXPERIMENT)}
 
 
 __all__ = ["Claim", "Experiment", "Plot", "experiments", "run_experiment", "write_outputs",
