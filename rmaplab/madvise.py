@@ -30,11 +30,16 @@ def do_madvise(m: Machine, mm: MM, start: int, end: int, advice: str) -> None:
         from .volatile import madvise_volatile
         madvise_volatile(m, mm, start, end)
         return
+    madvise_walk_vmas(mm, start, end, lambda vma, lo, hi: madvise_vma(m, vma, lo, hi, advice))
+
+
+def madvise_walk_vmas(mm: MM, start: int, end: int, visit) -> None:
+    """madvise_walk_vmas: visit(vma, lo, hi) for every mapped piece of
+    [start, end) in address order (visit may raise to stop the walk); then
+    ENOMEM if the range had a hole or nothing mapped."""
     unmapped = False
     vpn = start
     vma = mm.find_vma(vpn)
-    if vma is None:
-        raise SysError("ENOMEM")
     while True:
         if vma is None:
             raise SysError("ENOMEM")
@@ -44,7 +49,7 @@ def do_madvise(m: Machine, mm: MM, start: int, end: int, advice: str) -> None:
             if vpn >= end:
                 break
         hi = min(vma.end, end)
-        madvise_vma(m, vma, vpn, hi, advice)
+        visit(vma, vpn, hi)
         vpn = hi
         if vpn >= end:
             break

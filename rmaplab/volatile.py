@@ -37,32 +37,20 @@ def madvise_volatile(m: Machine, mm: MM, start: int, end: int) -> None:
     """madvise_behavior(MADV_VOLATILE) over the madvise walk: every VMA piece of
     [start, end) gets VM_VOLATILE; EINVAL at a locked VMA (earlier pieces
     stay marked); ENOMEM at the end if the range had a hole."""
+    from .madvise import madvise_walk_vmas
+
     m.counters["mmap_sem_write"] += 1  # flag changes need mmap_sem for write
-    vpn = start
-    unmapped = False
-    vma = mm.find_vma(vpn)
-    while True:
-        if vma is None:
-            raise SysError("ENOMEM")
-        if vpn < vma.start:
-            unmapped = True
-            vpn = vma.start
-            if vpn >= end:
-                break
-        hi = min(vma.end, end)
+
+    def mark(vma: VMA, lo: int, hi: int) -> None:
         if vma.flags & VM_LOCKED:
             raise SysError("EINVAL")
         if not vma.flags & VM_VOLATILE:
             before = len(mm.vmas)
-            piece = vma_modify_flags(m, None, vma, vpn, hi, vma.flags | VM_VOLATILE)
+            piece = vma_modify_flags(m, None, vma, lo, hi, vma.flags | VM_VOLATILE)
             piece.flags |= VM_VOLATILE
             m.counters["vma_split"] += len(mm.vmas) - before
-        vpn = hi
-        if vpn >= end:
-            break
-        vma = mm.find_vma(vpn)
-    if unmapped:
-        raise SysError("ENOMEM")
+
+    madvise_walk_vmas(mm, start, end, mark)
 
 
 def volatile_fault(m: Machine, vma: VMA) -> VMA:
