@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..mm_types import PTE_PRESENT, PTE_SHIFT
+from .anon_vma_chain import AnonVmaPool
 from .protocol import RmapScheme, WalkStats
 from .walk_plan import WalkPlan, group_by, prefix_counts
 
@@ -72,32 +73,15 @@ class AnonVma2004:
         return f"<anon_vma(2004) #{self.serial} {len(self.head)} vmas>"
 
 
-class AnonVmaScheme(RmapScheme):
+class AnonVmaScheme(AnonVmaPool, RmapScheme):
     name = "anon_vma"
     uses_anon_vma = True
     anon_vma_mirrors_lineage = False
+    anon_vma_type = AnonVma2004
 
     def __init__(self, m) -> None:
-        super().__init__(m)
-        self.nr_anon_vma = 0
-        self._serial = 0
-        self.live: dict[AnonVma2004, None] = {}
-
-    # -- allocation ----------------------------------------------------------
-    def anon_vma_alloc(self) -> AnonVma2004:
-        self.m.slab.alloc("anon_vma")
-        self._serial += 1
-        av = AnonVma2004(self._serial)
-        self.nr_anon_vma += 1
-        self.live[av] = None
-        return av
-
-    def anon_vma_free(self, av: AnonVma2004) -> None:
-        assert not av.head and not av.freed, av
-        av.freed = True
-        self.m.slab.free("anon_vma")
-        self.nr_anon_vma -= 1
-        del self.live[av]
+        RmapScheme.__init__(self, m)
+        AnonVmaPool.__init__(self)
 
     @staticmethod
     def anon_vma_link(vma: VMA, av: AnonVma2004) -> None:
@@ -242,4 +226,4 @@ class AnonVmaScheme(RmapScheme):
             for vma in task.mm.vmas if task.mm is not None else ():
                 av = vma.anon_vma
                 assert av is None or vma in av.head, f"{vma} points at {av} but is not listed"
-        assert self.nr_anon_vma == len(self.live) == self.m.slab.live["anon_vma"]
+        assert self.nr_anon_vma == self.m.slab.live["anon_vma"]

@@ -79,33 +79,44 @@ class Avc:
         self.anon_vma = anon_vma
 
 
-class AnonVmaChainScheme(RmapScheme):
+class AnonVmaPool:
+    """The anon_vma slab of a scheme: allocation, freeing, and the set of
+    live anon_vmas the checker walks (its size is the live count)."""
+
+    anon_vma_type: type = AnonVma
+
+    def __init__(self) -> None:
+        self._serial = 0
+        self.live: dict = {}  # every live anon_vma, for the checker and the counts
+
+    @property
+    def nr_anon_vma(self) -> int:
+        return len(self.live)
+
+    def anon_vma_alloc(self):
+        self.m.slab.alloc("anon_vma")
+        self._serial += 1
+        av = self.anon_vma_type(self._serial)
+        self.live[av] = None
+        return av
+
+    def anon_vma_free(self, av) -> None:
+        assert not av.head and not av.freed, av
+        av.freed = True
+        self.m.slab.free("anon_vma")
+        del self.live[av]
+
+
+class AnonVmaChainScheme(AnonVmaPool, RmapScheme):
     name = "anon_vma_chain"
     uses_anon_vma = True
 
     def __init__(self, m) -> None:
-        super().__init__(m)
-        self.nr_anon_vma = 0
+        RmapScheme.__init__(self, m)
+        AnonVmaPool.__init__(self)
         self.nr_avc = 0
-        self._serial = 0
-        self.live: dict[AnonVma, None] = {}  # for the checker: every live anon_vma
 
     # -- allocation ---------------------------------------------------------
-    def anon_vma_alloc(self) -> AnonVma:
-        self.m.slab.alloc("anon_vma")
-        self._serial += 1
-        av = AnonVma(self._serial)
-        self.nr_anon_vma += 1
-        self.live[av] = None
-        return av
-
-    def anon_vma_free(self, av: AnonVma) -> None:
-        assert not av.head and not av.freed, av
-        av.freed = True
-        self.m.slab.free("anon_vma")
-        self.nr_anon_vma -= 1
-        del self.live[av]
-
     def avc_alloc(self) -> None:
         self.m.slab.alloc("anon_vma_chain")
 
@@ -292,7 +303,6 @@ class AnonVmaChainScheme(RmapScheme):
                 assert not avc.vma.dead, f"{av} lists a dead VMA {avc.vma}"
                 n += 1
         assert n == self.nr_avc, f"avcs on lists {n} != allocated {self.nr_avc}"
-        assert self.nr_anon_vma == len(self.live)
 
     def keeps_empty(self, av: AnonVma) -> bool:
         return False
