@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .mm_types import (MM, VM_ACCOUNT, VM_LOCKED, VM_MAYREAD, VM_MAYWRITE, VM_VOLATILE,
-                       VM_WRITE, VMA)
+from .mm_types import (MM, VM_ACCOUNT, VM_LOCK_RMAP, VM_LOCKED, VM_MAYREAD, VM_MAYWRITE,
+                       VM_VOLATILE, VM_WRITE, VMA)
 
 if TYPE_CHECKING:
     from .machine import Machine
@@ -111,11 +111,15 @@ def dup_anon_vma(m: Machine, dst: VMA, src: VMA) -> bool:
     """
     if src.lineage is None or dst.lineage is not None:
         return False
+    if m.config.vm_lock_rmap:
+        # seed 002: hide the importer from walks until vma_adjust is done
+        dst.flags |= VM_LOCK_RMAP
     dst.anon_vma = src.anon_vma
     try:
         m.rmap.vma_clone(dst, src)
     except BaseException:
         dst.anon_vma = None
+        dst.flags &= ~VM_LOCK_RMAP
         raise
     dst.lineage = src.lineage
     dst.forked = src.forked
@@ -124,6 +128,7 @@ def dup_anon_vma(m: Machine, dst: VMA, src: VMA) -> bool:
 
 def undo_dup_anon_vma(m: Machine, dst: VMA) -> None:
     m.rmap.vma_unlink(dst)
+    dst.flags &= ~VM_LOCK_RMAP
     dst.lineage = None
     dst.forked = False
 
@@ -203,10 +208,17 @@ def split_vma(m: Machine, vma: VMA, at: int, new_below: bool) -> VMA:
 
 # -- removal of a VMA absorbed by a merge ----------------------------------------------
 
-def remove_merged(m: Machine, target: VMA, gone: VMA, linked: bool = True) -> None:
+def unlink_merged(m: Machine, gone: VMA) -> None:
+    """__vma_unlink of a VMA a merge removes; seed 002 also hid it from walks."""
+    gone.mm.unlink(gone)
+    if m.config.vm_lock_rmap:
+        gone.flags |= VM_LOCK_RMAP  # never cleared: the VMA is freed after anon_vma_merge
+
+
+def remove_merged(m: Machine, target: VMA, gone: VMA) -> None:
     """vma_complete's removal: gone's pages now belong to target."""
-    if linked:
-        gone.mm.unlink(gone)
+    unlink_merged(m, gone)
+    target.flags &= ~VM_LOCK_RMAP  # seed 002: the importer is set up
     m.surgery_point("remove_merged:unlinked", target, gone)
     if gone.lineage is not None or gone.avcs:
         m.rmap.vma_merge(target, gone)
@@ -261,7 +273,6 @@ def vma_merge_existing_range(m: Machine, prev: VMA | None, mid: VMA, start: int,
     if not merge_left and not merge_right:
         return None
     remove_mid = left_side and right_side
-    rmap = m.rmap
 
     if merge_left and merge_right:
         # prev absorbs mid and next
@@ -283,15 +294,14 @@ def vma_merge_existing_range(m: Machine, prev: VMA | None, mid: VMA, start: int,
             set_range(m, prev, prev.start, end, prev.pgoff)
             remove_merged(m, prev, mid)
         else:
-            rest = mid.pt[k:].copy()
-            # shrink mid first, so the tree never holds two VMAs over [start, end)
-            rmap.vma_adjust_begin(mid)
-            mm.unlink(mid)
-            mid.start, mid.pgoff, mid.pt = end, mid.pgoff + k, rest
-            mm.link(mid)
-            rmap.vma_adjust_end(mid)
-            m.surgery_point("merge_left:mid_shrunk", prev, mid)
+            # vma_adjust's order: prev grows over [start, end), then mid
+            # shrinks; a walk between the two finds those pages twice
+            mid.pt = mid.pt[k:].copy()
             set_range(m, prev, prev.start, end, prev.pgoff)
+            m.surgery_point("merge_left:prev_grown", prev, mid)
+            set_range(m, mid, end, mid.end, mid.pgoff + k)
+            m.surgery_point("merge_left:mid_shrunk", prev, mid)
+            prev.flags &= ~VM_LOCK_RMAP
         return prev
     # merge_right: next extends down to start; mid shrinks or goes
     dup_anon_vma(m, nxt, mid)
@@ -299,15 +309,19 @@ def vma_merge_existing_range(m: Machine, prev: VMA | None, mid: VMA, start: int,
     k = start - mid.start
     nxt.pt = np.concatenate((mid.pt[k:], nxt.pt))
     if remove_mid:
-        mm.unlink(mid)
-        m.surgery_point("merge_right:mid_unlinked", nxt, mid)
+        # next grows over mid before mid leaves (vma_adjust kept the
+        # surviving VMA covering the range throughout)
         set_range(m, nxt, start, nxt.end, nxt.pgoff - npages)
-        remove_merged(m, nxt, mid, linked=False)
+        m.surgery_point("merge_right:next_grown", nxt, mid)
+        remove_merged(m, nxt, mid)
     else:
+        # vma_adjust's order: mid shrinks, then next grows down; a walk
+        # between the two misses [start, end): seed 002's open window
         mid.pt = mid.pt[:k].copy()
         set_range(m, mid, mid.start, start, mid.pgoff)
         m.surgery_point("merge_right:mid_shrunk", nxt, mid)
         set_range(m, nxt, start, nxt.end, nxt.pgoff - npages)
+        nxt.flags &= ~VM_LOCK_RMAP
     return nxt
 
 
@@ -357,12 +371,14 @@ def vma_merge_new_range(m: Machine, mm: MM, start: int, end: int, flags: int, pg
         else:
             target.pt = np.concatenate((target.pt, gap))
             set_range(m, target, target.start, end, target.pgoff)
+            target.flags &= ~VM_LOCK_RMAP
         return target
     target = nxt
     if copied_from is not None:
         dup_anon_vma(m, target, copied_from)
     target.pt = np.concatenate((np.zeros(npages, np.int64), target.pt))
     set_range(m, target, start, target.end, pgoff)
+    target.flags &= ~VM_LOCK_RMAP
     return target
 
 

@@ -47,7 +47,7 @@ from ..rmap.core import find_mappings
 #: Boundaries at which the surgery holds the lock the scheme's walks take.
 _PREPARE_TO_COMPLETE = frozenset({
     "vma_adjust:begin", "vma_adjust:bounds", "split_vma:adjusted", "merge_left:mid_shrunk",
-    "merge_right:mid_unlinked", "merge_right:mid_shrunk"})
+    "merge_left:prev_grown", "merge_right:next_grown", "merge_right:mid_shrunk"})
 LOCKED: dict[str, frozenset[str]] = {
     "modern": _PREPARE_TO_COMPLETE,
     # 2.6.32 vma_adjust: anon_vma->lock from before the bounds change until
@@ -149,13 +149,13 @@ Scenario = tuple[Callable[[Machine, int], None], Callable[[Machine, int], None]]
 
 
 def _importer_setup(m: Machine, n: int) -> None:
-    # [0, n) read-only and never written (no anon_vma), [n, 2n) written
-    m.spawn("p")
-    m.mmap("p", A, n, "r")
-    m.mmap("p", _at(n), n, "rw")
-    m.write("p", _at(n), n, 1)
-    m.fork("p", "c")
-    m.write("c", _at(n), n // 2, 2)
+    # [0, n) never written (no anon_vma), [n, 2n) mlocked and written. The
+    # kernel imports only from a VMA with a single anon_vma
+    # (is_mergeable_anon_vma), so this one is not forked: "c" is alone.
+    m.spawn("c")
+    m.mmap("c", A, 2 * n, "rw")
+    m.mlock("c", _at(n), n)
+    m.write("c", _at(n), n, 1)
 
 
 def _split_middle(m: Machine, n: int) -> None:
@@ -188,7 +188,8 @@ SCENARIOS: dict[str, Scenario] = {
     "merge_left_whole": (_split_upper, lambda m, n: m.mprotect("c", _at(n // 2), n // 2, "rw")),
     "merge_right_whole": (_split_lower, lambda m, n: m.mprotect("c", A, n // 2, "rw")),
     # seed 002's "importer": a VMA without an anon_vma takes pages of one with
-    "importer": (_importer_setup, lambda m, n: m.mprotect("c", _at(n), n // 2, "r")),
+    # (munlock of [n, 3n/2): prev, with no anon_vma, grows over written pages)
+    "importer": (_importer_setup, lambda m, n: m.munlock("c", _at(n), n // 2)),
 }
 
 

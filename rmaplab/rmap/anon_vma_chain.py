@@ -15,7 +15,9 @@ As merged, with the fixes the thread and the following weeks made:
   - a page mapped non-exclusively (a shared page swapped back in) points at
     the oldest anon_vma of the VMA, so every PTE stays findable;
   - VM_LOCK_RMAP removed, as merged (Config.vm_lock_rmap brings it back,
-    for the race study).
+    for the race study: mmap.dup_anon_vma flags an importer until its
+    bounds are set, mmap.unlink_merged flags a VMA a merge removes; walks
+    skip flagged VMAs).
 An anon_vma is freed when its list becomes empty.
 
 Objects: struct anon_vma {lock, list head}; struct anon_vma_chain {vma,
@@ -218,13 +220,6 @@ class AnonVmaChainScheme(AnonVmaPool, RmapScheme):
     def emptied(self, av: AnonVma) -> None:
         """An anon_vma's list became empty: 2010 frees it at once."""
         self.anon_vma_free(av)
-
-    def vma_adjust_begin(self, vma: VMA) -> None:
-        if self.m.config.vm_lock_rmap:
-            vma.flags |= VM_LOCK_RMAP
-
-    def vma_adjust_end(self, vma: VMA) -> None:
-        vma.flags &= ~VM_LOCK_RMAP
 
     # -- page hooks -------------------------------------------------------------
     def page_add_new_anon(self, frames: np.ndarray, vma: VMA, vpns: np.ndarray) -> None:
