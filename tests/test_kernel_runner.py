@@ -395,3 +395,87 @@ def test_runner_error_names_the_task():
         os.kill(kr.procs["a"].pid, signal.SIGKILL)
         with pytest.raises(RunnerError, match="task a"):
             kr.do_op(ops[1], [])
+
+
+MEMCG_V1 = Path("/sys/fs/cgroup/memory")
+MEMCG_V2 = Path("/sys/fs/cgroup")
+
+
+def memory_cgroup(limit: int) -> tuple[Path, Path]:
+    """A fresh memory cgroup capped at ``limit`` bytes: (its dir, its procs file)."""
+    name = f"rmaplab-oom-test-{os.getpid()}"
+    v2_controllers = MEMCG_V2 / "cgroup.controllers"
+    if (MEMCG_V1 / "memory.limit_in_bytes").exists():
+        cg = MEMCG_V1 / name
+        cg.mkdir()
+        (cg / "memory.limit_in_bytes").write_text(str(limit))
+    elif v2_controllers.exists() and "memory" in v2_controllers.read_text().split():
+        cg = MEMCG_V2 / name
+        cg.mkdir()
+        (cg / "memory.max").write_text(str(limit))
+    else:
+        pytest.skip("needs a memory cgroup controller (v1 or v2) to make the kernel OOM-kill")
+    return cg, cg / "cgroup.procs"
+
+
+def run_in_memory_cgroup(tmp_path: Path, lines: list[dict], limit: int) -> tuple[list, list]:
+    """kernel-run of lines with the whole run in a memory cgroup capped at limit."""
+    trace = write_trace(tmp_path, lines)
+    cg, procs = memory_cgroup(limit)
+    try:
+        out = subprocess.run(
+            [sys.executable, "-m", "rmaplab.kernel.cli", "kernel-run", trace,
+             "--results", str(tmp_path / "r.jsonl"), "--snapshots", str(tmp_path / "s.jsonl"),
+             "--wait-lock", str(LOCK_WAIT)],
+            capture_output=True, text=True, timeout=300,
+            preexec_fn=lambda: procs.write_text(str(os.getpid())))
+    finally:
+        for _ in range(50):  # the cgroup empties once its last task is reaped
+            try:
+                cg.rmdir()
+                break
+            except OSError:
+                time.sleep(0.1)
+    assert out.returncode == 0, out.stderr
+    return read_jsonl(tmp_path / "r.jsonl"), read_jsonl(tmp_path / "s.jsonl")
+
+
+def mib(n: int) -> int:
+    return (n << 20) // 4096
+
+
+@needs_kernel
+def test_a_worker_the_kernel_oom_kills_is_reported_as_the_contract_says(tmp_path):
+    """The kernel's OOM killer, not the model's: TRACE_FORMAT.md's OOM result.
+
+    The run goes into a memory cgroup of 256 MiB and task b writes 512 MiB:
+    the cgroup's OOM killer takes b (the largest), during b's write. a lives
+    on; later ops on b get ESRCH; the snapshot has a only.
+    """
+    results, snaps = run_in_memory_cgroup(tmp_path, [
+        *spawn_map("a", 4), {"op": "write", "task": "a", "addr": P0, "pages": 4, "value": 1},
+        *spawn_map("b", mib(512)),
+        {"op": "write", "task": "b", "addr": P0, "pages": mib(512), "value": 2},
+        {"op": "read", "task": "a", "addr": P0, "pages": 1},
+        {"op": "write", "task": "b", "addr": P0, "pages": 1, "value": 3},
+        {"op": "snapshot", "label": "after"}], 256 << 20)
+    assert results[5] == {"line": 6, "op": "write", "ok": False, "error": "OOM", "killed": "b"}
+    assert results[6] == {"line": 7, "op": "read", "ok": True, "values": [1]}
+    assert results[7] == {"line": 8, "op": "write", "ok": False, "error": "ESRCH"}
+    assert sorted(snaps[0]["tasks"]) == ["a"]
+
+
+@needs_kernel
+def test_an_op_that_makes_the_kernel_kill_another_task_completes(tmp_path):
+    """b holds 160 MiB; a's write of 120 MiB overflows the 256 MiB cgroup and
+    the OOM killer takes b, the largest: a's write completes, naming b."""
+    results, snaps = run_in_memory_cgroup(tmp_path, [
+        *spawn_map("b", mib(160)),
+        {"op": "write", "task": "b", "addr": P0, "pages": mib(160), "value": 2},
+        *spawn_map("a", mib(120)),
+        {"op": "write", "task": "a", "addr": P0, "pages": mib(120), "value": 1},
+        {"op": "read", "task": "a", "addr": P0, "pages": 1},
+        {"op": "snapshot", "label": "after"}], 256 << 20)
+    assert results[5] == {"line": 6, "op": "write", "ok": True, "killed": "b"}
+    assert results[6] == {"line": 7, "op": "read", "ok": True, "values": [1]}
+    assert sorted(snaps[0]["tasks"]) == ["a"]

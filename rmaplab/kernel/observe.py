@@ -178,6 +178,15 @@ class Observer:
         return counts, flags
 
 
+def oom_kills() -> int:
+    """How many tasks the kernel's OOM killer has killed since boot (vmstat oom_kill)."""
+    with open("/proc/vmstat", "rb") as f:
+        for line in f:
+            if line.startswith(b"oom_kill "):
+                return int(line.split()[1])
+    return 0
+
+
 def _open_ro(path: str) -> int:
     try:
         return os.open(path, os.O_RDONLY | os.O_CLOEXEC)

@@ -38,7 +38,7 @@ from typing import Any, Self
 from ..consts import WINDOW_END, WINDOW_START
 from ..snapshot import canonical_snapshot
 from ..trace import Op
-from .observe import KernelUnavailable, Observer, preflight
+from .observe import KernelUnavailable, Observer, oom_kills, preflight
 from .swap import (
     LOCK_PATH,
     PageCluster,
@@ -54,6 +54,8 @@ PR_GET_CHILD_SUBREAPER = 37
 _STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 #: How long a killed or exiting worker may take to disappear.
 EXIT_TIMEOUT = 10.0
+#: How long to wait for a worker to die after the OOM killer counted a kill.
+OOM_SETTLE = 2.0
 
 
 class Interrupted(BaseException):
@@ -66,6 +68,14 @@ class Interrupted(BaseException):
 
 class RunnerError(RuntimeError):
     """Something the runner cannot explain (a bug, or a worker that vanished)."""
+
+
+class WorkerDied(RunnerError):
+    """A worker's channel closed while the runner was talking to it."""
+
+    def __init__(self, proc: _Proc, text: str) -> None:
+        super().__init__(text)
+        self.proc = proc
 
 
 @dataclass(slots=True, eq=False)
@@ -226,9 +236,62 @@ class KernelRun:
         snapshots: list[dict] = []
         for op in ops:
             res: dict[str, Any] = {"line": op.line, "op": op.op}
-            res.update(self.do_op(op, snapshots))
+            res.update(self.do_op_oom(op, snapshots))
             results.append(res)
         return results, snapshots
+
+    def do_op_oom(self, op: Op, snapshots: list[dict]) -> dict[str, Any]:
+        """do_op, reporting a worker the kernel's OOM killer took as the contract says.
+
+        TRACE_FORMAT.md: the op whose task was killed gets {"ok": false,
+        "error": "OOM", "killed": task}; an op that completed while another
+        task was killed gets "killed": that task; later ops on it get ESRCH.
+        A worker that dies with no OOM kill counted is still a RunnerError.
+        """
+        before = oom_kills()
+        try:
+            out = self.do_op(op, snapshots)
+        except WorkerDied as exc:
+            if oom_kills() == before:
+                raise
+            out = {"ok": False, "error": "OOM"}
+            self._bury(exc.proc)
+            victims = [exc.proc.task, *self._oom_victims(0.0)]
+        else:
+            if oom_kills() == before:
+                return out
+            victims = self._oom_victims(OOM_SETTLE)
+        if victims:
+            # as the model does (docs/divergences.md 2): the op's own task
+            # first, further victims in "also_killed"
+            out["killed"] = victims[0]
+            if len(victims) > 1:
+                out["also_killed"] = victims[1:]
+        return out
+
+    def _oom_victims(self, settle: float) -> list[str]:
+        """Workers gone after an OOM kill (which may have been another process's),
+        waiting up to ``settle`` seconds for a SIGKILLed one to finish exiting."""
+        poller = select.poll()
+        by_fd = {}
+        for proc in self.procs.values():
+            if proc.alive:
+                poller.register(proc.pidfd, select.POLLIN)
+                by_fd[proc.pidfd] = proc
+        ready = poller.poll(int(settle * 1000))
+        dead = [by_fd[fd] for fd, _ in ready]
+        for proc in dead:
+            self._bury(proc)
+        return [proc.task for proc in dead]
+
+    def _bury(self, proc: _Proc) -> None:
+        """A worker the kernel killed: reap it and forget its task (ESRCH from now on)."""
+        if not self._wait_gone(proc):
+            raise RunnerError(f"worker pid {proc.pid} (task {proc.task}) was killed "
+                              "but did not exit")
+        os.close(proc.pidfd)
+        proc.chan.close()
+        del self.procs[proc.task]
 
     def do_op(self, op: Op, snapshots: list[dict]) -> dict[str, Any]:
         if op.model_only:
@@ -292,8 +355,8 @@ class KernelRun:
             send_msg(proc.chan, msg, fds)
             reply, extra = recv_msg(proc.chan)
         except (EOFError, ConnectionError) as exc:
-            raise RunnerError(f"the worker of task {proc.task} (pid {proc.pid}) died "
-                              f"unexpectedly during {msg[0]!r}: {exc}") from None
+            raise WorkerDied(proc, f"the worker of task {proc.task} (pid {proc.pid}) died "
+                                   f"unexpectedly during {msg[0]!r}: {exc}") from None
         for fd in extra:
             os.close(fd)
         if "bug" in reply:
