@@ -269,6 +269,7 @@ def zap_vma_range(m: Machine, vma: VMA, lo: int, hi: int) -> None:
         frames = ptes[anon] >> PTE_SHIFT
         page_remove_rmap(m, frames, vma, vma.start + i0 + nz[anon])
         vma.mm.rss -= len(frames)
+        free_swap_cache(m, frames)
         put_pages(m, frames)
     swp = (ptes & _S) != 0
     if swp.any():
@@ -276,6 +277,19 @@ def zap_vma_range(m: Machine, vma: VMA, lo: int, hi: int) -> None:
         seg[nz] = 0  # the PTEs go first: freeing the cache may look for mappings
         m.swap.free_entries(m, ptes[swp] >> PTE_SHIFT)
     seg[nz] = 0
+
+
+def free_swap_cache(m: Machine, frames: np.ndarray) -> None:
+    """free_swap_cache, as free_pages_and_swap_cache calls it on zapped pages:
+    a swap-cache page that nothing maps any more, and that no swap PTE
+    names, gives its slot back (so a page read back from swap and then
+    unmapped does not keep swap space)."""
+    ft = m.frames
+    cached = frames[(ft.flags[frames] & PG_SWAPCACHE) != 0]
+    if not len(cached) or m.swap is None:
+        return
+    for f in np.unique(cached[ft.mapcount[cached] == 0]).tolist():
+        m.swap.try_free_swap(m, f)
 
 
 def copy_page_range(m: Machine, dst: VMA, src: VMA) -> None:

@@ -167,9 +167,18 @@ class Store:
              json.dumps(libs), scheduler, workers))
         return int(cur.lastrowid)
 
-    def end_run(self, run_id: int, *, done: int, failed: int, outcome: str) -> None:
-        self.db.execute("UPDATE runs SET ended_at = ?, done = ?, failed = ?, outcome = ? "
-                        "WHERE id = ?", (now(), done, failed, outcome, run_id))
+    def end_run(self, run_id: int, *, outcome: str) -> None:
+        """Close a run: its outcome, and how many points it stored ok and failed
+        (counted from the points themselves, so an interrupt between a commit
+        and the caller's own count cannot make them disagree)."""
+        db = self.db
+        if db.in_transaction:  # an interrupt left record()'s transaction open
+            db.execute("ROLLBACK")
+        done, failed = db.execute(
+            "SELECT COALESCE(SUM(status = 'ok'), 0), COALESCE(SUM(status = 'failed'), 0) "
+            "FROM points WHERE run_id = ?", (run_id,)).fetchone()
+        db.execute("UPDATE runs SET ended_at = ?, done = ?, failed = ?, outcome = ? "
+                   "WHERE id = ?", (now(), done, failed, outcome, run_id))
 
     def record(self, point: Point, *, ok: bool, metrics: dict | None, error: str | None,
                wall_s: float | None, version: str, spec_hash: str, run_id: int | None = None,
@@ -178,8 +187,8 @@ class Store:
         writes nothing) when the point already has an ok row."""
         metrics = clean_metrics(metrics or {}) if ok else None
         db = self.db
-        db.execute("BEGIN IMMEDIATE")
         try:
+            db.execute("BEGIN IMMEDIATE")
             row = db.execute("SELECT id, status, attempts FROM points WHERE experiment = ? "
                              "AND params_key = ? AND repeat = ?", point.key).fetchone()
             values = (point.scheme, canonical(point.params), "ok" if ok else "failed",

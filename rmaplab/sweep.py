@@ -17,10 +17,12 @@ says so, and an interrupted sweep throws away at most one point per thread.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
 import socket
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -48,8 +50,13 @@ class SweepUnavailable(Exception):
     """The cluster cannot be started or reached."""
 
 
-class Interrupted(Exception):
-    """SIGINT or SIGTERM during a sweep."""
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM during a sweep.
+
+    A BaseException, as KeyboardInterrupt is: the handler raises it wherever
+    the main thread is, and no ``except Exception`` on the way (the one that
+    turns a dead worker's error into a failed point, say) may swallow it.
+    """
 
     def __init__(self, signum: int) -> None:
         super().__init__(signal.Signals(signum).name)
@@ -123,6 +130,27 @@ class _Inline:
         pass
 
 
+@contextlib.contextmanager
+def _sigint_held() -> Iterator[None]:
+    """SIGINT ignored while the local cluster starts its worker processes.
+
+    They inherit the ignored disposition across exec (a blocked mask would
+    not survive multiprocessing's spawn), so a Ctrl-C, which the terminal
+    sends to the whole process group, reaches only this process, whose
+    handler then shuts the cluster down in order instead of every worker
+    printing a traceback. The price: a Ctrl-C during the second or two of
+    start-up is ignored, and must be pressed again.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
 class _Dask:
     """A Dask client, on a LocalCluster we start or a scheduler we are given."""
 
@@ -138,12 +166,13 @@ class _Dask:
         try:
             if scheduler is None:
                 n = workers or max(1, os.cpu_count() or 1)
-                self.cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                                            host="127.0.0.1", silence_logs=logging.ERROR,
-                                            # no dashboard; the scheduler's own HTTP
-                                            # routes on a free port of 127.0.0.1 only
-                                            dashboard_address="127.0.0.1:0",
-                                            scheduler_kwargs={"dashboard": False})
+                with _sigint_held():
+                    self.cluster = LocalCluster(
+                        n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
+                        silence_logs=logging.ERROR,
+                        # no dashboard; the scheduler's own HTTP routes on a free
+                        # port of 127.0.0.1 only
+                        dashboard_address="127.0.0.1:0", scheduler_kwargs={"dashboard": False})
                 self.client = Client(self.cluster, set_as_default=False)
                 self.description = f"LocalCluster {self.cluster.scheduler_address} ({n} workers)"
             elif isinstance(scheduler, str):
@@ -320,6 +349,6 @@ def _run(spec: SweepSpec, store: Store, todo: list[Point], result: SweepResult, 
     finally:
         restore()
         if run_id is not None:
-            store.end_run(run_id, done=result.done, failed=result.failed, outcome=outcome)
+            store.end_run(run_id, outcome=outcome)
         if ex is not None:
             ex.close()

@@ -75,6 +75,16 @@ def fork_tree(unuse: str) -> tuple[Machine, dict[str, list[int]]]:
     return m, expect
 
 
+def written(*, pages: int, value: int, slots: int = 64) -> Machine:
+    """A machine with swap on and task "a" that wrote `pages` pages at A."""
+    m = Machine()
+    m.swapon(slots)
+    m.spawn("a")
+    m.mmap("a", A, pages, "rw")
+    m.write("a", A, pages, value)
+    return m
+
+
 def read_all(m: Machine, name: str) -> list[int]:
     return m.read(name, A, 16, []) + m.read(name, A + 32 * P, 8, [])
 
@@ -227,11 +237,7 @@ def test_mlocked_pages_are_never_reclaimed() -> None:
 # -- madvise -----------------------------------------------------------------------
 
 def test_free_discards_clean_pages_but_keeps_rewritten_ones() -> None:
-    m = Machine()
-    m.swapon(64)
-    m.spawn("a")
-    m.mmap("a", A, 8, "rw")
-    m.write("a", A, 8, 5)
+    m = written(pages=8, value=5)
     m.madvise("a", A, 8, "free")
     m.write("a", A + 6 * P, 2, 6)  # written again after the free
     m.reclaim(100)
@@ -244,11 +250,7 @@ def test_free_discards_clean_pages_but_keeps_rewritten_ones() -> None:
 
 
 def test_pageout_discards_lazyfree_pages_without_a_slot() -> None:
-    m = Machine()
-    m.swapon(64)
-    m.spawn("a")
-    m.mmap("a", A, 4, "rw")
-    m.write("a", A, 4, 5)
+    m = written(pages=4, value=5)
     m.madvise("a", A, 4, "free")
     m.madvise("a", A, 4, "pageout")
     assert pages_of(m, "a") == {} and area(m).inuse == 0 and m.counters["pswpout"] == 0
@@ -257,11 +259,7 @@ def test_pageout_discards_lazyfree_pages_without_a_slot() -> None:
 def test_free_of_a_shared_clean_page_then_cow_discards_it() -> None:
     """6.18 marks a clean page lazyfree even when another process maps it
     (found by kernel-diff, seed 58): once the other COWs away, pageout drops it."""
-    m = Machine()
-    m.swapon(64)
-    m.spawn("a")
-    m.mmap("a", A, 4, "rw")
-    m.write("a", A, 4, 7)
+    m = written(pages=4, value=7)
     m.fork("a", "b")
     m.madvise("a", A, 4, "free")
     assert states(m, "a") == ["present"] * 4  # nothing dropped yet
@@ -273,11 +271,7 @@ def test_free_of_a_shared_clean_page_then_cow_discards_it() -> None:
 
 
 def test_free_of_a_shared_page_another_process_mlocked_is_not_lazy() -> None:
-    m = Machine()
-    m.swapon(64)
-    m.spawn("a")
-    m.mmap("a", A, 4, "rw")
-    m.write("a", A, 4, 7)
+    m = written(pages=4, value=7)
     m.fork("a", "b")
     m.mprotect("b", A, 4, "r")
     m.mlock("b", A, 4)  # read-only: b keeps mapping a's pages, now mlocked
@@ -292,11 +286,7 @@ def test_free_of_a_shared_page_another_process_mlocked_is_not_lazy() -> None:
 def test_free_of_a_shared_dirty_page_is_not_lazy() -> None:
     """Swapped in by a locked read fault, the page lost its swap copy and is
     PG_dirty (folio_free_swap): shared, MADV_FREE must leave it alone."""
-    m = Machine()
-    m.swapon(64)
-    m.spawn("a")
-    m.mmap("a", A, 4, "rw")
-    m.write("a", A, 4, 7)
+    m = written(pages=4, value=7)
     m.madvise("a", A, 4, "pageout")
     m.mprotect("a", A, 4, "r")
     m.mlock("a", A, 4)
@@ -312,11 +302,7 @@ def test_free_of_a_shared_dirty_page_is_not_lazy() -> None:
 
 
 def test_free_on_swap_entries_frees_the_slots() -> None:
-    m = Machine()
-    m.swapon(64)
-    m.spawn("a")
-    m.mmap("a", A, 4, "rw")
-    m.write("a", A, 4, 7)
+    m = written(pages=4, value=7)
     m.madvise("a", A, 4, "pageout")
     assert area(m).inuse == 4
     m.madvise("a", A, 4, "free")
@@ -324,12 +310,25 @@ def test_free_on_swap_entries_frees_the_slots() -> None:
     assert m.read("a", A, 4, []) == [0] * 4
 
 
+def test_unmapping_a_page_read_back_from_swap_frees_its_slot() -> None:
+    """free_swap_cache on zap (checked on 6.18 with /proc/swaps' Used column,
+    and in tests/traces/swap_cache_unmap.jsonl)."""
+    m = written(pages=8, value=5)
+    m.madvise("a", A, 8, "pageout")
+    m.read("a", A, 8, [])
+    assert area(m).inuse == 8  # in the swap cache, slots kept: swap not half full
+    m.fork("a", "b")
+    m.munmap("a", A, 4)
+    assert area(m).inuse == 8  # b still maps all 8
+    m.madvise("b", A, 8, "dontneed")
+    assert area(m).inuse == 4  # the 4 a still maps keep theirs
+    m.exit("a")
+    assert area(m).inuse == 0
+    m.check()
+
+
 def test_willneed_reads_into_the_swap_cache_until_a_fault() -> None:
-    m = Machine()
-    m.swapon(64)
-    m.spawn("a")
-    m.mmap("a", A, 4, "rw")
-    m.write("a", A, 4, 8)
+    m = written(pages=4, value=8)
     m.madvise("a", A, 4, "pageout")
     m.madvise("a", A, 4, "willneed")
     assert m.counters["pswpin"] == 4
@@ -343,11 +342,7 @@ def test_willneed_reads_into_the_swap_cache_until_a_fault() -> None:
 
 
 def test_pageout_leaves_pages_mapped_by_more_than_one_process_alone() -> None:
-    m = Machine()
-    m.swapon(64)
-    m.spawn("a")
-    m.mmap("a", A, 4, "rw")
-    m.write("a", A, 4, 1)
+    m = written(pages=4, value=1)
     m.fork("a", "b")
     m.write("b", A, 1, 2)  # page 0 is b's own now, and a's own
     m.madvise("a", A, 4, "pageout")
@@ -357,11 +352,7 @@ def test_pageout_leaves_pages_mapped_by_more_than_one_process_alone() -> None:
 
 
 def test_pageout_with_too_few_slots_goes_in_address_order() -> None:
-    m = Machine()
-    m.swapon(3)
-    m.spawn("a")
-    m.mmap("a", A, 8, "rw")
-    m.write("a", A, 8, 1)
+    m = written(pages=8, value=1, slots=3)
     m.madvise("a", A + 2 * P, 6, "pageout")
     assert states(m, "a") == ["present"] * 2 + ["swap"] * 3 + ["present"] * 3
     slots = [p["frame"] for a, p in sorted(pages_of(m, "a").items()) if p["state"] == "swap"]

@@ -86,6 +86,23 @@ def _sweep(d: Path, *extra: str) -> list[str]:
             str(d / "spec.toml"), "--db", str(d / "r.sqlite"), "--no-progress", *extra]
 
 
+def _wait_stored(proc: subprocess.Popen, db: Path, n: int) -> list:
+    """Wait until the sweep has stored n points; return its descendant processes."""
+    import psutil
+
+    children: list = []
+    deadline = time.monotonic() + 60
+    while _count(db) < n:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the sweep stored nothing in 60 s"
+        try:
+            children = psutil.Process(proc.pid).children(recursive=True) or children
+        except psutil.NoSuchProcess:
+            pass
+        time.sleep(0.02)
+    return children
+
+
 def test_sweep_killed_resumes_without_loss_and_retries_failed(exp_dir: Path) -> None:
     import psutil
 
@@ -98,17 +115,8 @@ def test_sweep_killed_resumes_without_loss_and_retries_failed(exp_dir: Path) -> 
     # 1. a sweep on a 2-worker LocalCluster, SIGKILLed once some points are stored
     proc = subprocess.Popen(_sweep(d, "--workers", "2"), env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    children: list = []
     try:
-        deadline = time.monotonic() + 60
-        while _count(db) < 3:
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "the sweep stored nothing in 60 s"
-            try:
-                children = psutil.Process(proc.pid).children(recursive=True) or children
-            except psutil.NoSuchProcess:
-                pass
-            time.sleep(0.02)
+        children = _wait_stored(proc, db, 3)
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
     finally:
@@ -172,6 +180,87 @@ def test_sweep_killed_resumes_without_loss_and_retries_failed(exp_dir: Path) -> 
         runs = s.runs()
         assert runs[0]["ended_at"] is None  # the killed run never ended
         assert runs[-1]["outcome"] == "complete"
+
+
+def _env(d: Path, **extra: str) -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(d), os.environ.get("PYTHONPATH", "")]),
+            **extra}
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_sweep_interrupted_keeps_what_is_stored_and_resumes(exp_dir: Path, sig: int) -> None:
+    """Ctrl-C (the whole process group, as a terminal sends it) or SIGTERM
+    part-way: status 128+sig, the message, every stored point kept, the run
+    marked interrupted, no worker left; the same command then runs the rest."""
+    import psutil
+
+    d, db = exp_dir, exp_dir / "r.sqlite"
+    env = _env(d, SWEEPTEST_SLEEP="0.15")
+    proc = subprocess.Popen(_sweep(d, "--workers", "2"), env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        children = _wait_stored(proc, db, 3)
+        if sig == signal.SIGINT:
+            os.killpg(proc.pid, sig)
+        else:
+            proc.send_signal(sig)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 128 + sig, (out, err)
+    assert "interrupted; every finished point is stored" in err
+    assert "Traceback" not in err
+    before = _rows(db)
+    assert 3 <= len(before) < NPOINTS
+    _gone, alive = psutil.wait_procs(children, timeout=15)
+    assert not alive, f"worker processes outlived the interrupted sweep: {alive}"
+    with Store(db, readonly=True) as s:
+        (run,) = s.runs()
+        assert run["outcome"] == "interrupted" and run["ended_at"] is not None, (dict(run), err)
+        assert run["done"] == len(before)
+
+    out = subprocess.run(_sweep(d, "--workers", "2"), env=_env(d), capture_output=True,
+                         text=True, timeout=120, check=False)
+    assert out.returncode == 0, out.stderr
+    assert f"{len(before)} already stored, {NPOINTS - len(before)} run now" in out.stdout
+    after = _rows(db)
+    assert len(after) == NPOINTS
+    for key, row in before.items():
+        assert after[key] == row
+
+
+def test_sweep_on_an_existing_scheduler(exp_dir: Path) -> None:
+    """--scheduler ADDRESS: the points run on that cluster's workers (here a
+    LocalCluster of this test, standing in for a remote one), the run records
+    the address, and the cluster outlives the sweep."""
+    from distributed import Client, LocalCluster
+
+    d, db = exp_dir, exp_dir / "r.sqlite"
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None, env={"PYTHONPATH": str(d)}) as cluster:
+        addr = cluster.scheduler_address
+        out = subprocess.run(_sweep(d, "--scheduler", addr), env=_env(d), capture_output=True,
+                             text=True, timeout=120, check=False)
+        assert out.returncode == 0, out.stderr
+        with Client(addr, set_as_default=False) as client:  # still up, workers still there
+            assert len(client.scheduler_info()["workers"]) == 2
+            pids = set(client.run(os.getpid).values())
+    rows = _rows(db)
+    assert len(rows) == NPOINTS and all(r["status"] == "ok" for r in rows.values())
+    # every point ran in one of that cluster's worker processes ("host:pid")
+    assert {int(r["worker"].rsplit(":", 1)[1]) for r in rows.values()} <= pids
+    with Store(db, readonly=True) as s:
+        (run,) = s.runs()
+        assert run["scheduler"] == addr and run["outcome"] == "complete"
+
+
+def test_sweep_unreachable_scheduler_is_status_3(exp_dir: Path) -> None:
+    out = subprocess.run(_sweep(exp_dir, "--scheduler", "tcp://127.0.0.1:9"), env=_env(exp_dir),
+                         capture_output=True, text=True, timeout=120, check=False)
+    assert out.returncode == 3, out.stderr
+    assert "tcp://127.0.0.1:9" in out.stderr and "Traceback" not in out.stderr
 
 
 def test_library_sweep_inline_records_and_arrow(exp_dir: Path) -> None:
