@@ -39,7 +39,7 @@ def experiment_cmd(name: str, schemes: str | None, params: tuple[str, ...], out:
     except ValueError as e:
         click.echo(f"rmaplab experiment: {e}", err=True)
         sys.exit(2)
-    except Exception as e:  # a bug in rmaplab, not in the request
+    except Exception as e:  # noqa: BLE001 - a bug in rmaplab, not in the request
         click.echo(f"rmaplab experiment: internal error (a bug in rmaplab) in {name}: "
                    f"{type(e).__name__}: {e}", err=True)
         sys.exit(70)

@@ -75,9 +75,8 @@ class _Generator:
     def emit(self, op: str, **keys: Any) -> None:
         obj: dict[str, Any] = {"op": op}
         for key, value in keys.items():
-            if key in ("addr", "new_addr"):
-                value = f"{WINDOW_START + value * PAGE_SIZE:#x}"
-            obj[key] = value
+            obj[key] = (f"{WINDOW_START + value * PAGE_SIZE:#x}" if key in ("addr", "new_addr")
+                        else value)
         self.lines.append(json.dumps(obj))
 
     def snapshot(self, label: str | None = None) -> None:
@@ -181,7 +180,8 @@ class _Generator:
         start, pages = self.clip(self.pick_place(task, pages), pages)
         room = MAX_TASK_PAGES - len(self.maybe[task])
         if pages > room:
-            return self.munmap(task)
+            self.munmap(task)
+            return
         pages_range = range(start, start + pages)
         if self.maybe[task].isdisjoint(pages_range):
             self.sure[task].update(pages_range)  # nothing there: it works
@@ -238,7 +238,8 @@ class _Generator:
             growth = new_pages - self.mapped_in(task, target, new_pages)
             if len(self.maybe[task]) + growth > MAX_TASK_PAGES:
                 if target != start:
-                    return self.munmap(task)
+                    self.munmap(task)
+                    return
                 new_pages = rng.randint(1, pages)  # shrink or keep: no growth
             self.add(task, target, new_pages)
         self.emit("mremap", task=task, addr=start, pages=pages, new_pages=new_pages, **keys)
@@ -298,7 +299,8 @@ class _Generator:
         """Emit one op (never a snapshot)."""
         rng = self.rng
         if not self.live:
-            return self.spawn()
+            self.spawn()
+            return
         weights: dict[str, float] = {}
         if len(self.live) < self.max_tasks:
             weights.update(spawn=2, fork=4)
@@ -314,9 +316,7 @@ class _Generator:
         task = rng.choice(self.live)
         crowded = len(self.maybe[task]) > MAX_TASK_PAGES * 3 // 4
         for op, weight in _TASK_OP_WEIGHTS.items():
-            if crowded and op == "munmap":
-                weight *= 4
-            weights[op] = weight
+            weights[op] = weight * 4 if crowded and op == "munmap" else weight
         op = rng.choices(list(weights), list(weights.values()))[0]
         if op == "spawn":
             self.spawn()

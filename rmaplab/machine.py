@@ -24,8 +24,16 @@ from .errors import OomKill, SysError
 from .madvise import do_madvise
 from .memory import handle_mm_fault_range
 from .mlock import do_mlock
-from .mm_types import (MM, PTE_PRESENT, PTE_SHIFT, PTE_SWAP, VM_LOCKED, Task, flags_to_prot,
-                       prot_to_flags)
+from .mm_types import (
+    MM,
+    PTE_PRESENT,
+    PTE_SHIFT,
+    PTE_SWAP,
+    VM_LOCKED,
+    Task,
+    flags_to_prot,
+    prot_to_flags,
+)
 from .mmap import do_mmap, do_vmi_munmap
 from .mprotect import do_mprotect
 from .mremap import do_mremap
@@ -298,10 +306,9 @@ class Machine:
 
     def objects(self) -> dict[str, int]:
         live = self.slab.live
-        out = {"vma": live["vma"], "anon_vma": live["anon_vma"],
-               "anon_vma_chain": live["anon_vma_chain"], "pte_chain": live["pte_chain"],
-               "anonmm": live["anonmm"], "page": self.frames.used}
-        return out
+        return {"vma": live["vma"], "anon_vma": live["anon_vma"],
+                "anon_vma_chain": live["anon_vma_chain"], "pte_chain": live["pte_chain"],
+                "anonmm": live["anonmm"], "page": self.frames.used}
 
     def stats(self, label: str) -> dict:
         """TRACE_FORMAT.md's stats record."""

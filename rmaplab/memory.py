@@ -25,11 +25,27 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .errors import Segv
-from .mm_types import (PTE_DIRTY, PTE_PRESENT, PTE_SHIFT, PTE_SWAP, PTE_SWP_EXCLUSIVE,
-                       PTE_WRITE, PTE_YOUNG, VM_READ, VM_VOLATILE, VM_WRITE, VMA)
+from .mm_types import (
+    PTE_DIRTY,
+    PTE_PRESENT,
+    PTE_SHIFT,
+    PTE_SWAP,
+    PTE_SWP_EXCLUSIVE,
+    PTE_WRITE,
+    PTE_YOUNG,
+    VM_READ,
+    VM_VOLATILE,
+    VM_WRITE,
+    VMA,
+)
 from .page_alloc import PG_ANON_EXCLUSIVE, PG_SWAPCACHE
-from .rmap.core import (page_add_new_anon_rmap, page_dup_rmap, page_move_anon_rmap,
-                        page_remove_rmap, put_pages)
+from .rmap.core import (
+    page_add_new_anon_rmap,
+    page_dup_rmap,
+    page_move_anon_rmap,
+    page_remove_rmap,
+    put_pages,
+)
 
 if TYPE_CHECKING:
     from .machine import Machine

@@ -26,8 +26,17 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .mm_types import (MM, VM_ACCOUNT, VM_LOCK_RMAP, VM_LOCKED, VM_MAYREAD, VM_MAYWRITE,
-                       VM_VOLATILE, VM_WRITE, VMA)
+from .mm_types import (
+    MM,
+    VM_ACCOUNT,
+    VM_LOCK_RMAP,
+    VM_LOCKED,
+    VM_MAYREAD,
+    VM_MAYWRITE,
+    VM_VOLATILE,
+    VM_WRITE,
+    VMA,
+)
 
 if TYPE_CHECKING:
     from .machine import Machine

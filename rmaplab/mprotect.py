@@ -17,8 +17,16 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .errors import SysError
-from .mm_types import (MM, PTE_PRESENT, PTE_WRITE, VM_ACCESS_FLAGS, VM_ACCOUNT, VM_LOCKED,
-                       VM_WRITE, VMA)
+from .mm_types import (
+    MM,
+    PTE_PRESENT,
+    PTE_WRITE,
+    VM_ACCESS_FLAGS,
+    VM_ACCOUNT,
+    VM_LOCKED,
+    VM_WRITE,
+    VMA,
+)
 from .mmap import vma_modify_flags
 
 if TYPE_CHECKING:

@@ -21,6 +21,7 @@ the part a grow added.
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -28,7 +29,7 @@ import numpy as np
 from .errors import NoMem, SysError
 from .mlock import mm_populate
 from .mm_types import MM, PTE_PRESENT, PTE_SHIFT, VM_LOCKED, VMA
-from .mmap import (do_vmi_munmap, vm_area_dup, vm_area_free, vma_merge_new_range)
+from .mmap import do_vmi_munmap, vm_area_dup, vm_area_free, vma_merge_new_range
 
 if TYPE_CHECKING:
     from .machine import Machine
@@ -84,7 +85,8 @@ def remap_move(m: Machine, mm: MM, addr: int, npages: int, new_addr: int) -> Non
     first = mm.vma_lookup(addr)
     if first is None:
         raise SysError("EFAULT")
-    pieces = [(max(v.start, addr), min(v.end, addr + npages)) for v in mm.vmas_in(addr, addr + npages)]
+    pieces = [(max(v.start, addr), min(v.end, addr + npages))
+              for v in mm.vmas_in(addr, addr + npages)]
     for lo, hi in pieces:
         dst = new_addr + (lo - addr)
         n = hi - lo
@@ -121,10 +123,9 @@ def move_vma(m: Machine, vma: VMA, addr: int, old: int, new: int, new_addr: int)
     new_vma = copy_vma(m, vma, new_addr, new, vma.pgoff + (addr - vma.start))
     src = mm.vma_lookup(addr)  # copy_vma may have merged into vma's neighbourhood
     move_page_tables(m, src, addr, new_vma, new_addr, old)
-    try:
+    # the kernel keeps the (now empty) old range mapped when this fails, and succeeds
+    with contextlib.suppress(NoMem):
         do_vmi_munmap(m, mm, addr, addr + old)
-    except NoMem:
-        pass  # the kernel keeps the (now empty) old range mapped and succeeds
     if new_vma.flags & VM_LOCKED and new > old:
         mm_populate(m, mm, new_addr + old, new_addr + new, ignore_errors=True)
 

@@ -8,6 +8,7 @@ invalid trace is rejected whole before anything runs (status 2).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import traceback
@@ -47,16 +48,20 @@ def replay_cmd(trace: Path, scheme: str, results_path: Path, snapshots_path: Pat
         click.echo(f"rmaplab replay: invalid trace {trace}: {e}", err=True)
         sys.exit(2)
     m = Machine(Config(scheme=scheme, frames=frames, check=check))
-    try:
-        rf = open(results_path, "w", encoding="utf-8")
-        sf = open(snapshots_path, "w", encoding="utf-8")
-        tf = open(stats_path, "w", encoding="utf-8") if stats_path else None
+    files = contextlib.ExitStack()
+    try:  # the ExitStack closes them (SIM115 cannot see that)
+        rf = files.enter_context(open(results_path, "w", encoding="utf-8"))  # noqa: SIM115
+        sf = files.enter_context(open(snapshots_path, "w", encoding="utf-8"))  # noqa: SIM115
+        tf = None
+        if stats_path:
+            tf = files.enter_context(open(stats_path, "w", encoding="utf-8"))  # noqa: SIM115
     except OSError as e:
+        files.close()
         click.echo(f"rmaplab replay: cannot write output: {e}", err=True)
         sys.exit(2)
     line = 0
     try:
-        with rf, sf:
+        with files:
             for op in ops:
                 line = op.line
                 res, snap = run_op(m, op)
@@ -67,12 +72,9 @@ def replay_cmd(trace: Path, scheme: str, results_path: Path, snapshots_path: Pat
                         tf.write(_dump(m.stats(op.label)))
             if tf:
                 tf.write(_dump(m.stats("end")))
-    except Exception as e:  # a model bug: report it, keep what was written
+    except Exception as e:  # noqa: BLE001 - a model bug: report it, keep what was written
         where = traceback.extract_tb(e.__traceback__)[-1]
         click.echo(f"rmaplab replay: internal error (a bug in rmaplab) at trace line {line}: "
                    f"{type(e).__name__}: {e} [{Path(where.filename).name}:{where.lineno}]; "
                    f"results up to the previous op are in {results_path}", err=True)
         sys.exit(70)
-    finally:
-        if tf:
-            tf.close()

@@ -179,9 +179,11 @@ def _section(store: Store, name: str) -> str:
     points = aggregate(ok, params)
     varying = [k for k in params if len({json.dumps(p.get(k)) for p in points}) > 1]
     fixed = {k: points[0].get(k) for k in params if k not in varying} if points else {}
+    schemes = ", ".join(sorted({p["scheme"] for p in points}))
+    fixed_text = ", ".join(f"{k}={v}" for k, v in fixed.items())
     parts.append(f'<p class="meta">{len(ok)} ok runs of {len(points)} points, '
-                 f'{len(failed)} failed; schemes {_e(", ".join(sorted({p["scheme"] for p in points})))}'
-                 + (f"; fixed: {_e(', '.join(f'{k}={v}' for k, v in fixed.items()))}" if fixed else "")
+                 f"{len(failed)} failed; schemes {_e(schemes)}"
+                 + (f"; fixed: {_e(fixed_text)}" if fixed else "")
                  + (f'; see <code>{_e(exp.doc)}</code>' if exp and exp.doc else "") + "</p>")
     if exp is None:
         parts.append('<p class="meta">The experiment\'s definition cannot be imported here: '

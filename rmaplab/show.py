@@ -110,8 +110,8 @@ class RmapGraph:
 
     def page(self, frame: int) -> str:
         ft = self.m.frames
-        label = (f"page (frame {frame})\nindex {int(ft.index[frame]):#x}, data {int(ft.data[frame])}"
-                 f"\nmapcount {int(ft.mapcount[frame])}")
+        label = (f"page (frame {frame})\nindex {int(ft.index[frame]):#x}, "
+                 f"data {int(ft.data[frame])}\nmapcount {int(ft.mapcount[frame])}")
         key = self.pages.setdefault(frame, ("page", frame))
         nid = self.node(key, label, shape="note", style="filled", fillcolor=FILL["page"])
         self.page_nodes.setdefault(nid, None)
@@ -141,7 +141,8 @@ class RmapGraph:
         for a, b, attrs in self.edges:
             out.append(f"  {a} -> {b} [{_attrs(attrs)}];")
         if self.notes:
-            out.append(f"  legend [shape=plaintext, fontsize=9, label={_q(chr(10).join(self.notes))}];")
+            legend = _q("\n".join(self.notes))
+            out.append(f"  legend [shape=plaintext, fontsize=9, label={legend}];")
         out.append("}")
         return "\n".join(out) + "\n"
 
@@ -343,8 +344,9 @@ def draw_pte_chain(g: RmapGraph, frames: list[int]) -> None:
                 g.edge(prev, g.vma(vma), label=f"pte.direct {vpn << PAGE_SHIFT:#x}",
                        color=COLORS["mapping"])
                 continue
-            node = g.node(("pte_chain", f, k), f"pte_chain\n{vma.mm.owner.name if vma.mm.owner else '?'}"
-                          f" {vpn << PAGE_SHIFT:#x}", shape="box", style="filled",
+            owner = vma.mm.owner.name if vma.mm.owner else "?"
+            node = g.node(("pte_chain", f, k), f"pte_chain\n{owner} {vpn << PAGE_SHIFT:#x}",
+                          shape="box", style="filled",
                           fillcolor=FILL["obj"], fontsize="9")
             g.edge(prev, node, label="pte.chain" if k == 1 else "next",
                    color=COLORS["mapping" if k == 1 else "inherited"])

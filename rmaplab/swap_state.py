@@ -21,8 +21,17 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .errors import NoMem
-from .mm_types import (PTE_DIRTY, PTE_PRESENT, PTE_SHIFT, PTE_SWAP, PTE_SWP_EXCLUSIVE,
-                       PTE_WRITE, PTE_YOUNG, VM_LOCKED, VMA)
+from .mm_types import (
+    PTE_DIRTY,
+    PTE_PRESENT,
+    PTE_SHIFT,
+    PTE_SWAP,
+    PTE_SWP_EXCLUSIVE,
+    PTE_WRITE,
+    PTE_YOUNG,
+    VM_LOCKED,
+    VMA,
+)
 from .page_alloc import PG_ANON, PG_ANON_EXCLUSIVE, PG_DIRTY, PG_SWAPCACHE
 from .rmap.core import page_add_anon_rmap, page_add_new_anon_rmap, put_pages
 
@@ -191,5 +200,13 @@ def swapin_private_copy(m: Machine, vma: VMA, i: int, frame: int, pte: int, bits
     return 1
 
 
-__all__ = ["do_swap_page", "swapin_private_copy", "swapin_to_cache", "add_to_swap_cache", "delete_from_swap_cache",
-           "unuse_pte", "get_free_frame", "PG_ANON_EXCLUSIVE"]
+__all__ = [
+    "PG_ANON_EXCLUSIVE",
+    "add_to_swap_cache",
+    "delete_from_swap_cache",
+    "do_swap_page",
+    "get_free_frame",
+    "swapin_private_copy",
+    "swapin_to_cache",
+    "unuse_pte",
+]

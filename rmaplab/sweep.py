@@ -94,7 +94,8 @@ def run_point(ref: str, scheme: str, params: dict) -> dict:
     """Run one point (on a worker). Never raises for the experiment's own
     errors: they come back as {"ok": False, "error": ...}."""
     t0 = time.perf_counter()
-    out: dict[str, Any] = {"version": __version__, "worker": f"{socket.gethostname()}:{os.getpid()}"}
+    out: dict[str, Any] = {"version": __version__,
+                           "worker": f"{socket.gethostname()}:{os.getpid()}"}
     try:
         exp = _EXPERIMENTS.get(ref)
         if exp is None:
@@ -228,10 +229,8 @@ class _Dask:
     def close(self) -> None:
         for thing in ((self.client if self.own_client else None), self.cluster):
             if thing is not None:
-                try:
+                with contextlib.suppress(Exception):  # closing on the way out
                     thing.close()
-                except Exception:  # noqa: BLE001, S110 - closing on the way out
-                    pass
 
 
 def _executor(scheduler: Any, workers: int | None) -> _Inline | _Dask:

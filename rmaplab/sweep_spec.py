@@ -68,7 +68,7 @@ def resolve_experiment(ref: str) -> Experiment:
     if callable(obj) and not isinstance(obj, Experiment):
         obj = obj()
     if not isinstance(obj, Experiment):
-        raise LookupError(f"{ref!r} is not an rmaplab Experiment")  # noqa: TRY004
+        raise LookupError(f"{ref!r} is not an rmaplab Experiment")
     return obj
 
 
@@ -122,7 +122,8 @@ class SweepSpec:
     def points(self) -> list[Point]:
         """Every point, repeat by repeat (a stopped sweep has whole repeats first)."""
         keys = list(self.grid)
-        combos = [dict(zip(keys, vals)) for vals in itertools.product(*(self.grid[k] for k in keys))]
+        combos = [dict(zip(keys, vals))
+                  for vals in itertools.product(*(self.grid[k] for k in keys))]
         return [Point(self.experiment.name, s, p, r)
                 for r in range(self.repeats) for s in self.schemes for p in combos]
 

@@ -342,10 +342,11 @@ def parse_trace_lines(lines: Iterable[str]) -> list[Op]:
     """
     ops: list[Op] = []
     live = _Liveness()
-    for number, text in enumerate(lines, start=1):
-        if isinstance(text, (bytes, bytearray)):
+    for number, raw in enumerate(lines, start=1):
+        text = raw
+        if isinstance(raw, (bytes, bytearray)):
             try:
-                text = bytes(text).decode("utf-8")
+                text = bytes(raw).decode("utf-8")
             except UnicodeDecodeError:
                 raise TraceError(number, None, "line is not valid UTF-8; "
                                  "save the trace as UTF-8") from None

@@ -32,10 +32,18 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .mm_types import PTE_DIRTY, PTE_PRESENT, PTE_SHIFT, PTE_SWAP, PTE_SWP_EXCLUSIVE, PTE_YOUNG
-from .mm_types import VM_LOCKED, VM_VOLATILE, VMA
-from .page_alloc import (PG_ACTIVE, PG_ANON_EXCLUSIVE, PG_DIRTY, PG_LAZYFREE, PG_LRU,
-                         PG_SWAPCACHE)
+from .mm_types import (
+    PTE_DIRTY,
+    PTE_PRESENT,
+    PTE_SHIFT,
+    PTE_SWAP,
+    PTE_SWP_EXCLUSIVE,
+    PTE_YOUNG,
+    VM_LOCKED,
+    VM_VOLATILE,
+    VMA,
+)
+from .page_alloc import PG_ACTIVE, PG_ANON_EXCLUSIVE, PG_DIRTY, PG_LAZYFREE, PG_LRU, PG_SWAPCACHE
 from .rmap.core import RmapWalkControl, find_mappings, page_referenced, put_pages, rmap_walk
 
 if TYPE_CHECKING:

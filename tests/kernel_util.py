@@ -76,8 +76,11 @@ def pages(snap: dict, task: str) -> dict[int, tuple]:
 
 def vmas(snap: dict, task: str) -> list[tuple[int, int, str, bool]]:
     """(first page, end page, prot, locked) of each VMA of one task."""
-    return [((int(v["start"], 16) - WINDOW_START) // 4096, (int(v["end"], 16) - WINDOW_START) // 4096,
-             v["prot"], v["locked"]) for v in snap["tasks"][task]["vmas"]]
+    def pg(addr: str) -> int:
+        return (int(addr, 16) - WINDOW_START) // 4096
+
+    return [(pg(v["start"]), pg(v["end"]), v["prot"], v["locked"])
+            for v in snap["tasks"][task]["vmas"]]
 
 
 def read_jsonl(path: Path) -> list[dict]:

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from kernel_util import LOCK_WAIT, needs_kernel, page, parse, read_jsonl, recorded_traces
 
 from rmaplab.kernel import cli as kcli
 from rmaplab.kernel.diff import (
@@ -24,6 +23,8 @@ from rmaplab.kernel.diff import (
     format_report,
     kernel_diff,
 )
+
+from kernel_util import LOCK_WAIT, needs_kernel, page, parse, read_jsonl, recorded_traces
 
 P0 = page(0)
 
@@ -217,12 +218,12 @@ def test_random_trace_every_scheme_agrees_with_the_running_kernel(seed: int):
     the invariant checker on after every op. Results and snapshots must be
     equal (anonmm up to its documented early copy, docs/divergences.md 7).
     """
-    from scheme_util import replay_until_divergence
-
     from rmaplab.gentrace import generate_trace
     from rmaplab.kernel.runner import run_on_kernel
     from rmaplab.rmap import SCHEMES
     from rmaplab.trace import parse_trace_lines
+
+    from scheme_util import replay_until_divergence
 
     ops = parse_trace_lines(generate_trace(2000 + seed, 200, kernel_only=True,
                                            swap_pages=32 if seed % 2 else 256))

@@ -19,6 +19,11 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+
+from rmaplab.kernel import cli as kcli
+from rmaplab.kernel.runner import KernelRun, RunnerError, run_on_kernel, worker_children
+from rmaplab.kernel.swap import LOCK_PATH, PAGE_CLUSTER, SWAP_DIR_PREFIX, active_swaps
+
 from kernel_util import (
     LOCK_WAIT,
     descendants,
@@ -33,11 +38,8 @@ from kernel_util import (
     vmas,
 )
 
-from rmaplab.kernel import cli as kcli
-from rmaplab.kernel.runner import KernelRun, RunnerError, run_on_kernel, worker_children
-from rmaplab.kernel.swap import LOCK_PATH, PAGE_CLUSTER, SWAP_DIR_PREFIX, active_swaps
-
 P0 = page(0)
+KERNEL_RUN = [sys.executable, "-m", "rmaplab.kernel.cli", "kernel-run"]
 
 
 def spawn_map(task: str = "a", n: int = 4, prot: str = "rw") -> list[dict]:
@@ -313,7 +315,7 @@ def test_another_run_holding_the_lock_is_status_3(tmp_path):
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)  # waits for any real run to finish first
         trace = write_trace(tmp_path, spawn_map())
-        out = subprocess.run(check=False, args=[sys.executable, "-m", "rmaplab.kernel.cli", "kernel-run", trace],
+        out = subprocess.run([*KERNEL_RUN, trace], check=False,
                              capture_output=True, text=True, timeout=60)
     finally:
         os.close(fd)
@@ -332,9 +334,9 @@ def test_a_foreign_swap_area_is_status_3(tmp_path):
         assert area.on(4) is None
         os.close(fd)
         fd = -1
-        out = subprocess.run(check=False, args=[sys.executable, "-m", "rmaplab.kernel.cli", "kernel-run",
-                              write_trace(tmp_path, spawn_map()), "--wait-lock", str(LOCK_WAIT)],
-                             capture_output=True, text=True, timeout=60)
+        out = subprocess.run([*KERNEL_RUN, write_trace(tmp_path, spawn_map()),
+                              "--wait-lock", str(LOCK_WAIT)],
+                             check=False, capture_output=True, text=True, timeout=60)
     finally:
         area.cleanup()
         if fd >= 0:
@@ -347,8 +349,8 @@ def test_a_foreign_swap_area_is_status_3(tmp_path):
 def test_without_cap_sys_admin_is_status_3(tmp_path):
     if not os.path.exists("/usr/bin/setpriv"):
         pytest.skip("setpriv(1) is needed to drop CAP_SYS_ADMIN")
-    out = subprocess.run(check=False, args=["/usr/bin/setpriv", "--inh-caps=-sys_admin", "--bounding-set=-sys_admin",
-                          sys.executable, "-m", "rmaplab.kernel.cli", "kernel-run",
+    out = subprocess.run(check=False, args=["/usr/bin/setpriv", "--inh-caps=-sys_admin",
+                                            "--bounding-set=-sys_admin", *KERNEL_RUN,
                           write_trace(tmp_path, spawn_map()), "--wait-lock", str(LOCK_WAIT)],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 3
@@ -427,7 +429,7 @@ def run_in_memory_cgroup(tmp_path: Path, lines: list[dict], limit: int) -> tuple
             [sys.executable, "-m", "rmaplab.kernel.cli", "kernel-run", trace,
              "--results", str(tmp_path / "r.jsonl"), "--snapshots", str(tmp_path / "s.jsonl"),
              "--wait-lock", str(LOCK_WAIT)],
-            capture_output=True, text=True, timeout=300,
+            capture_output=True, text=True, timeout=300, check=False,
             preexec_fn=lambda: procs.write_text(str(os.getpid())))
     finally:
         for _ in range(50):  # the cgroup empties once its last task is reaped

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import pytest
 
-from scheme_util import replay_until_divergence
-
 from rmaplab.gentrace import generate_trace
 from rmaplab.replay import replay
 from rmaplab.rmap import SCHEMES
 from rmaplab.trace import parse_trace_lines
+
+from scheme_util import replay_until_divergence
 
 
 def same_prefix(scheme: str, base, results, snapshots) -> None:

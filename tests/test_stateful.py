@@ -114,7 +114,7 @@ def make_machine_class(scheme: str, frames: int, unuse: str) -> type[RuleBasedSt
                 self.m.check()
                 left = {k: c for k, c in self.m.objects().items() if c}
                 # pages may stay in the swap cache of a swap area still on
-                assert not left or set(left) == {"page"} and self.m.swap is not None, left
+                assert not left or (set(left) == {"page"} and self.m.swap is not None), left
 
     Model.__name__ = f"Model_{scheme}"
     return Model

@@ -9,6 +9,7 @@ made to go away before --retry-failed.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -95,10 +96,8 @@ def _wait_stored(proc: subprocess.Popen, db: Path, n: int) -> list:
     while _count(db) < n:
         assert proc.poll() is None, proc.communicate()
         assert time.monotonic() < deadline, "the sweep stored nothing in 60 s"
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             children = psutil.Process(proc.pid).children(recursive=True) or children
-        except psutil.NoSuchProcess:
-            pass
         time.sleep(0.02)
     return children
 

@@ -16,5 +16,12 @@ def experiments() -> dict[str, Experiment]:
                                 swapoff.EXPERIMENT)}
 
 
-__all__ = ["Claim", "Experiment", "Plot", "experiments", "run_experiment", "write_outputs",
-           "print_report"]
+__all__ = [
+    "Claim",
+    "Experiment",
+    "Plot",
+    "experiments",
+    "print_report",
+    "run_experiment",
+    "write_outputs",
+]

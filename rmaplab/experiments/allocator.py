@@ -31,7 +31,8 @@ def run(scheme: str, p: dict) -> dict:
     arenas, spans, rounds = int(p["arenas"]), int(p["spans"]), int(p["rounds"])
     advice, level = str(p["advice"]), str(p["pressure"])
     if advice not in ("dontneed", "volatile", "free") or level not in PRESSURE:
-        raise ValueError(f"advice {advice!r} / pressure {level!r}: see docs/experiments/allocator.md")
+        raise ValueError(f"advice {advice!r} / pressure {level!r}: "
+                         "see docs/experiments/allocator.md")
     arena_pages = spans * SPAN
     total = arenas * arena_pages
     m = Machine(Config(scheme=scheme, frames=total + total // 2))

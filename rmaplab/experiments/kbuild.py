@@ -2,10 +2,11 @@
 """Experiment ``kbuild``: a make parent forking and exec'ing short-lived
 compilers (REFERENCES.md rows 2 and 3).
 
-`make` keeps `jobs` compile jobs running until `units` are done. A job is make forking a shell that execs the compiler
-driver (fork, then exit of the forked image and a fresh address space:
-exec), the driver forking and exec'ing cc1 (which grows a heap of
-`heap_pages` and writes it) and then as; each exits when done. Every
+`make` keeps `jobs` compile jobs running until `units` are done. A job is
+make forking a shell that execs the compiler driver (fork, then exit of the
+forked image and a fresh address space: exec), the driver forking and
+exec'ing cc1 (which grows a heap of `heap_pages` and writes it) and then
+as; each exits when done. Every
 image maps `libs` shared libraries (four VMAs each, as ld.so maps them:
 private file mappings stand here as anonymous ones with the same flags and
 writes) and its own data, bss, heap and stack.

@@ -45,7 +45,8 @@ def parse_params(exp: Experiment, pairs: Sequence[str]) -> dict[str, list]:
     return grid
 
 
-def points(exp: Experiment, schemes: Sequence[str], grid: dict[str, list]) -> list[tuple[str, dict]]:
+def points(exp: Experiment, schemes: Sequence[str],
+           grid: dict[str, list]) -> list[tuple[str, dict]]:
     keys = list(grid)
     out = []
     for scheme in schemes:
@@ -64,8 +65,9 @@ def run_experiment(exp: Experiment, *, schemes: Sequence[str] | None = None,
             raise ValueError(f"unknown scheme {s!r}; choose from {', '.join(SCHEMES)}")
     todo = points(exp, schemes, parse_params(exp, params))
     records: list[dict] = []
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TimeElapsedColumn(), console=console, disable=not progress, transient=True) as bar:
+    with Progress(TextColumn("{task.description}"), BarColumn(),
+                  TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
+                  console=console, disable=not progress, transient=True) as bar:
         task = bar.add_task(exp.name, total=len(todo))
         for scheme, p in todo:
             bar.update(task, description=f"{exp.name} {scheme} "

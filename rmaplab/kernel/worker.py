@@ -27,6 +27,7 @@ Invariants a worker keeps:
 from __future__ import annotations
 
 import bisect
+import contextlib
 import ctypes
 import errno
 import fcntl
@@ -133,7 +134,7 @@ def recv_msg(sock: socket.socket) -> tuple[Any, list[int]]:
 def _check_range(addr: int, pages: int) -> int:
     """Length of [addr, addr+pages) after making sure it lies in the window."""
     length = pages * PAGE_SIZE
-    if addr % PAGE_SIZE or not (WINDOW_START <= addr and addr + length <= WINDOW_END and pages > 0):
+    if addr % PAGE_SIZE or not (addr >= WINDOW_START and addr + length <= WINDOW_END and pages > 0):
         raise WorkerBug(f"range {addr:#x}+{pages} pages is not inside the trace window")
     return length
 
@@ -345,9 +346,7 @@ def become_worker(chan: socket.socket, cpu: int) -> NoReturn:
         send_msg(chan, worker.do_hello())
         worker.serve()
     except BaseException as exc:  # noqa: BLE001 - a worker must never return into the runner
-        try:
+        with contextlib.suppress(BaseException):  # stderr gone: nothing left to tell
             print(f"rmaplab kernel worker {os.getpid()}: {exc!r}", file=sys.stderr)
-        except BaseException:  # noqa: BLE001, S110 - stderr gone: nothing left to tell
-            pass
     finally:
         os._exit(code)

@@ -24,7 +24,8 @@ def scheme_class(name: str) -> type[RmapScheme]:
     try:
         return schemes[name]
     except KeyError:
-        raise ValueError(f"unknown rmap scheme {name!r}; choose one of {', '.join(schemes)}") from None
+        raise ValueError(f"unknown rmap scheme {name!r}; "
+                         f"choose one of {', '.join(schemes)}") from None
 
 
 #: Every scheme, newest first: ``modern`` is the reference the others are
@@ -33,4 +34,4 @@ def scheme_class(name: str) -> type[RmapScheme]:
 #: Riel's 2002 pte_chain (seed 001).
 SCHEMES = ("modern", "anon_vma_chain", "anon_vma", "anonmm", "pte_chain")
 
-__all__ = ["RmapScheme", "WalkStats", "scheme_class", "SCHEMES"]
+__all__ = ["SCHEMES", "RmapScheme", "WalkStats", "scheme_class"]

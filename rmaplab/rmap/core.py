@@ -146,9 +146,8 @@ def rmap_walk(m: Machine, frame: int, rwc: RmapWalkControl, charge: bool = True)
             if st is not None:
                 st.ptes += 1
             # page_vma_mapped_walk: the PTE maps this very frame
-            if (int(vma.pt[i]) & mask) == want:
-                if not rmap_one(frame, vma, vpn):
-                    break
+            if (int(vma.pt[i]) & mask) == want and not rmap_one(frame, vma, vpn):
+                break
         if done is not None and done(frame):
             break
 
@@ -194,10 +193,11 @@ def page_referenced_batch(m: Machine, frames: np.ndarray,
     sharing a walk order, it looks at the whole group's PTEs one VMA at a
     time and finds, per frame, the VMA at which the kernel's mapcount
     countdown ends the walk. If visited (listed) is given, visited[j] gets
-    the VMAs the walk of frames[j] examined (would examine without stopping). Cost: O(VMAs x frames) array work per
-    group; batched only for schemes with walk_groups. Schemes with walk_plans
-    (pte_chain, anonmm, the 2004 anon_vma) go through rmap.walk_plan instead:
-    the mappings found from an index, the charges computed, not stepped.
+    the VMAs the walk of frames[j] examined (would examine without
+    stopping). Cost: O(VMAs x frames) array work per group; batched only
+    for schemes with walk_groups. Schemes with walk_plans (pte_chain,
+    anonmm, the 2004 anon_vma) go through rmap.walk_plan instead: the
+    mappings found from an index, the charges computed, not stepped.
     """
     frames = np.asarray(frames, dtype=np.int64)
     refs = np.zeros(len(frames), np.int64)
@@ -291,6 +291,17 @@ def find_mappings(m: Machine, frame: int) -> list[tuple[VMA, int]]:
     return found
 
 
-__all__ = ["WalkStats", "RmapWalkControl", "rmap_walk", "page_referenced", "find_mappings",
-           "page_add_new_anon_rmap", "page_add_anon_rmap", "page_dup_rmap",
-           "page_remove_rmap", "page_move_anon_rmap", "put_pages", "linear_page_index"]
+__all__ = [
+    "RmapWalkControl",
+    "WalkStats",
+    "find_mappings",
+    "linear_page_index",
+    "page_add_anon_rmap",
+    "page_add_new_anon_rmap",
+    "page_dup_rmap",
+    "page_move_anon_rmap",
+    "page_referenced",
+    "page_remove_rmap",
+    "put_pages",
+    "rmap_walk",
+]

@@ -158,7 +158,7 @@ class RmapScheme:
         and interval says whether VMAs not covering a page are skipped
         unseen (an interval tree) or examined and passed over (a list).
         None: this scheme only walks one frame at a time."""
-        return None
+        return
 
     def walk_plans(self, frames: np.ndarray):
         """For batched walks of schemes whose walk order differs per frame or is
