@@ -21,7 +21,7 @@ Raises ModelBug with a description of the first violation.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import numpy as np
 
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from .machine import Machine
 
 
-def _fail(msg: str) -> None:
+def _fail(msg: str) -> NoReturn:
     raise ModelBug(msg)
 
 

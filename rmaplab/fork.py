@@ -50,6 +50,7 @@ def spawn(m: Machine, name: str) -> Task:
 def dup_mm(m: Machine, parent: Task) -> MM:
     """dup_mm: allocate the child's mm, then dup_mmap. Raises NoMem."""
     oldmm = parent.mm
+    assert oldmm is not None  # only a live process forks
     m.slab.alloc("mm")
     m.mm_serial += 1
     mm = MM(m.mm_serial)

@@ -116,6 +116,12 @@ class Machine:
             raise SysError("ESRCH")
         return t
 
+    def _mm(self, name: str) -> MM:
+        """The mm of live process name (ESRCH if none)."""
+        mm = self.task(name).mm
+        assert mm is not None  # a process loses its mm only when it exits
+        return mm
+
     def spawn(self, name: str) -> None:
         if name in self.tasks or name in self.dead_names:
             raise SysError("EEXIST")
@@ -160,7 +166,7 @@ class Machine:
         kt = self.kthreads[kthread]
         if kt.mm is not None:
             raise SysError("EBUSY")  # the kernel would BUG: one mm at a time
-        fork_mod.use_mm(kt, self.task(name).mm)
+        fork_mod.use_mm(kt, self._mm(name))
 
     def unuse_mm(self, kthread: str) -> None:
         """unuse_mm: the kernel thread gives the mm back (PF_BORROWED_MM cleared)."""
@@ -178,41 +184,41 @@ class Machine:
 
     # -- address-space syscalls (addresses in bytes, sizes in pages) -----------
     def mmap(self, name: str, addr: int, pages: int, prot: str) -> None:
-        do_mmap(self, self.task(name).mm, addr >> PAGE_SHIFT, pages, prot_to_flags(prot))
+        do_mmap(self, self._mm(name), addr >> PAGE_SHIFT, pages, prot_to_flags(prot))
 
     def munmap(self, name: str, addr: int, pages: int) -> None:
         vpn = addr >> PAGE_SHIFT
-        do_vmi_munmap(self, self.task(name).mm, vpn, vpn + pages)
+        do_vmi_munmap(self, self._mm(name), vpn, vpn + pages)
 
     def mprotect(self, name: str, addr: int, pages: int, prot: str) -> None:
         vpn = addr >> PAGE_SHIFT
-        do_mprotect(self, self.task(name).mm, vpn, vpn + pages, prot_to_flags(prot))
+        do_mprotect(self, self._mm(name), vpn, vpn + pages, prot_to_flags(prot))
 
     def mremap(self, name: str, addr: int, pages: int, new_pages: int,
                new_addr: int | None = None) -> None:
         na = None if new_addr is None else new_addr >> PAGE_SHIFT
-        do_mremap(self, self.task(name).mm, addr >> PAGE_SHIFT, pages, new_pages, na)
+        do_mremap(self, self._mm(name), addr >> PAGE_SHIFT, pages, new_pages, na)
 
     def mlock(self, name: str, addr: int, pages: int) -> None:
         vpn = addr >> PAGE_SHIFT
-        do_mlock(self, self.task(name).mm, vpn, vpn + pages, True)
+        do_mlock(self, self._mm(name), vpn, vpn + pages, True)
 
     def munlock(self, name: str, addr: int, pages: int) -> None:
         vpn = addr >> PAGE_SHIFT
-        do_mlock(self, self.task(name).mm, vpn, vpn + pages, False)
+        do_mlock(self, self._mm(name), vpn, vpn + pages, False)
 
     def madvise(self, name: str, addr: int, pages: int, advice: str) -> None:
         vpn = addr >> PAGE_SHIFT
-        do_madvise(self, self.task(name).mm, vpn, vpn + pages, advice)
+        do_madvise(self, self._mm(name), vpn, vpn + pages, advice)
 
     def write(self, name: str, addr: int, pages: int, value: int) -> None:
         vpn = addr >> PAGE_SHIFT
-        handle_mm_fault_range(self, self.task(name).mm, vpn, vpn + pages, True, value, None)
+        handle_mm_fault_range(self, self._mm(name), vpn, vpn + pages, True, value, None)
 
     def read(self, name: str, addr: int, pages: int, values: list[int]) -> list[int]:
         """Loads into values (kept up to a fault, which raises Segv)."""
         vpn = addr >> PAGE_SHIFT
-        handle_mm_fault_range(self, self.task(name).mm, vpn, vpn + pages, False, 0, values)
+        handle_mm_fault_range(self, self._mm(name), vpn, vpn + pages, False, 0, values)
         return values
 
     # -- swap and reclaim (swapfile.py and vmscan.py fill these in) --------------
@@ -268,8 +274,12 @@ class Machine:
 
         Raises OomKill when the victim is the faulting task itself.
         """
-        victims = sorted(self.tasks.values(),
-                         key=lambda t: (-(t.mm.rss + t.mm.swapents), t.name))
+        def badness(t: Task) -> tuple[int, str]:
+            mm = t.mm
+            assert mm is not None  # every task in tasks is alive
+            return -(mm.rss + mm.swapents), t.name
+
+        victims = sorted(self.tasks.values(), key=badness)
         victim = victims[0]
         self.counters["oom_kill"] += 1
         self.kills.append(victim.name)
@@ -283,7 +293,9 @@ class Machine:
         """One task's VMAs and non-empty PTEs with physical identities."""
         rt = RawTask()
         ft = self.frames
-        for vma in task.mm.vmas:
+        mm = task.mm
+        assert mm is not None  # only live tasks are observed
+        for vma in mm.vmas:
             rt.vmas.append(RawVma(vma.start << PAGE_SHIFT, vma.end << PAGE_SHIFT,
                                   flags_to_prot(vma.flags), bool(vma.flags & VM_LOCKED)))
             pt = vma.pt

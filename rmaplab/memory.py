@@ -291,6 +291,7 @@ def zap_vma_range(m: Machine, vma: VMA, lo: int, hi: int) -> None:
     if swp.any():
         vma.mm.swapents -= int(np.count_nonzero(swp))
         seg[nz] = 0  # the PTEs go first: freeing the cache may look for mappings
+        assert m.swap is not None  # swap PTEs exist only while swap is on
         m.swap.free_entries(m, ptes[swp] >> PTE_SHIFT)
     seg[nz] = 0
 
@@ -337,6 +338,7 @@ def copy_page_range(m: Machine, dst: VMA, src: VMA) -> None:
     swp = ~present
     if swp.any():
         from .swapfile import mmlist_add_after
+        assert m.swap is not None  # swap PTEs exist only while swap is on
         m.swap.duplicate(frames[swp], dst.mm, src.mm)
         dst.mm.swapents += int(np.count_nonzero(swp))
         mmlist_add_after(m, dst.mm, src.mm)

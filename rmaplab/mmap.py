@@ -278,13 +278,14 @@ def vma_merge_existing_range(m: Machine, prev: VMA | None, mid: VMA, start: int,
                   and can_merge_after(prev, flags, pgoff, src_l, mid))
     merge_right = (right_side and nxt is not None
                    and can_merge_before(nxt, flags, pgoff, npages, src_l, mid)
-                   and (not merge_left or prev_next_compatible(prev, nxt)))
+                   and (prev is None or not merge_left or prev_next_compatible(prev, nxt)))
     if not merge_left and not merge_right:
         return None
     remove_mid = left_side and right_side
 
     if merge_left and merge_right:
         # prev absorbs mid and next
+        assert prev is not None and nxt is not None  # merge_left/right imply them
         src = nxt if nxt.lineage is not None else mid
         dup_anon_vma(m, prev, src)
         m.surgery_point("merge:cloned", prev, mid, nxt)
@@ -295,6 +296,7 @@ def vma_merge_existing_range(m: Machine, prev: VMA | None, mid: VMA, start: int,
         return prev
     if merge_left:
         # prev extends to end; mid shrinks or goes
+        assert prev is not None  # merge_left implies it
         dup_anon_vma(m, prev, mid)
         m.surgery_point("merge:cloned", prev, mid)
         k = end - mid.start
@@ -313,6 +315,7 @@ def vma_merge_existing_range(m: Machine, prev: VMA | None, mid: VMA, start: int,
             prev.flags &= ~VM_LOCK_RMAP
         return prev
     # merge_right: next extends down to start; mid shrinks or goes
+    assert nxt is not None  # merge_right implies it
     dup_anon_vma(m, nxt, mid)
     m.surgery_point("merge:cloned", nxt, mid)
     k = start - mid.start
@@ -357,14 +360,16 @@ def vma_merge_new_range(m: Machine, mm: MM, start: int, end: int, flags: int, pg
     npages = end - start
     left = prev is not None and can_merge_after(prev, flags, pgoff, src_l, None)
     right = (nxt is not None and can_merge_before(nxt, flags, pgoff, npages, src_l, None)
-             and (not left or prev_next_compatible(prev, nxt)))
+             and (prev is None or not left or prev_next_compatible(prev, nxt)))
     if not left and not right:
         return None
     if left:
+        assert prev is not None  # left implies it
         target = prev
         linked_next = linked_src = False
         try:
             if right:
+                assert nxt is not None  # right implies it
                 linked_next = dup_anon_vma(m, target, nxt)
             if copied_from is not None:
                 linked_src = dup_anon_vma(m, target, copied_from)
@@ -374,6 +379,7 @@ def vma_merge_new_range(m: Machine, mm: MM, start: int, end: int, flags: int, pg
             raise
         gap = np.zeros(npages, np.int64)
         if right:
+            assert nxt is not None
             target.pt = np.concatenate((target.pt, gap, nxt.pt))
             set_range(m, target, target.start, nxt.end, target.pgoff)
             remove_merged(m, target, nxt)
@@ -382,6 +388,7 @@ def vma_merge_new_range(m: Machine, mm: MM, start: int, end: int, flags: int, pg
             set_range(m, target, target.start, end, target.pgoff)
             target.flags &= ~VM_LOCK_RMAP
         return target
+    assert nxt is not None  # right implies it
     target = nxt
     if copied_from is not None:
         dup_anon_vma(m, target, copied_from)

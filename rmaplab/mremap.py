@@ -52,6 +52,7 @@ def do_mremap(m: Machine, mm: MM, addr: int, old: int, new: int, new_addr: int |
             do_vmi_munmap(m, mm, addr + new, addr + old)
             old = new
         vma = mm.vma_lookup(addr)
+        assert vma is not None  # neither unmapped range holds addr
         move_vma(m, vma, addr, old, new, new_addr)
         return
     vma = mm.vma_lookup(addr)
@@ -92,6 +93,7 @@ def remap_move(m: Machine, mm: MM, addr: int, npages: int, new_addr: int) -> Non
         n = hi - lo
         do_vmi_munmap(m, mm, dst, dst + n)
         vma = mm.vma_lookup(lo)
+        assert vma is not None  # [dst, dst + n) is apart from the old range
         move_vma(m, vma, lo, n, n, dst)
 
 
@@ -122,6 +124,7 @@ def move_vma(m: Machine, vma: VMA, addr: int, old: int, new: int, new_addr: int)
     reserve_early_cow(m, vma, addr, old, new_addr)
     new_vma = copy_vma(m, vma, new_addr, new, vma.pgoff + (addr - vma.start))
     src = mm.vma_lookup(addr)  # copy_vma may have merged into vma's neighbourhood
+    assert src is not None  # a merge moves addr to another VMA, never unmaps it
     move_page_tables(m, src, addr, new_vma, new_addr, old)
     # the kernel keeps the (now empty) old range mapped when this fails, and succeeds
     with contextlib.suppress(NoMem):

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from .errors import ModelBug, OomKill, Segv, SysError
 from .machine import Config, Machine
 from .trace import Op
+
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -23,6 +26,12 @@ class ReplayOutput:
     snapshots: list[dict] = field(default_factory=list)
     stats: list[dict] = field(default_factory=list)
     machine: Machine | None = None
+
+
+def _req(value: T | None) -> T:
+    """A key the op requires: trace validation (OP_KEYS) guarantees it is set."""
+    assert value is not None
+    return value
 
 
 def run_op(m: Machine, op: Op) -> tuple[dict, dict | None]:
@@ -34,38 +43,38 @@ def run_op(m: Machine, op: Op) -> tuple[dict, dict | None]:
     try:
         name = op.op
         if name == "spawn":
-            m.spawn(op.task)
+            m.spawn(_req(op.task))
         elif name == "fork":
-            m.fork(op.task, op.child)
+            m.fork(_req(op.task), _req(op.child))
         elif name == "exit":
-            m.exit(op.task)
+            m.exit(_req(op.task))
         elif name == "mmap":
-            m.mmap(op.task, op.addr, op.pages, op.prot)
+            m.mmap(_req(op.task), _req(op.addr), _req(op.pages), _req(op.prot))
         elif name == "munmap":
-            m.munmap(op.task, op.addr, op.pages)
+            m.munmap(_req(op.task), _req(op.addr), _req(op.pages))
         elif name == "mprotect":
-            m.mprotect(op.task, op.addr, op.pages, op.prot)
+            m.mprotect(_req(op.task), _req(op.addr), _req(op.pages), _req(op.prot))
         elif name == "mremap":
-            m.mremap(op.task, op.addr, op.pages, op.new_pages, op.new_addr)
+            m.mremap(_req(op.task), _req(op.addr), _req(op.pages), _req(op.new_pages), op.new_addr)
         elif name == "mlock":
-            m.mlock(op.task, op.addr, op.pages)
+            m.mlock(_req(op.task), _req(op.addr), _req(op.pages))
         elif name == "munlock":
-            m.munlock(op.task, op.addr, op.pages)
+            m.munlock(_req(op.task), _req(op.addr), _req(op.pages))
         elif name == "madvise":
-            m.madvise(op.task, op.addr, op.pages, op.advice)
+            m.madvise(_req(op.task), _req(op.addr), _req(op.pages), _req(op.advice))
         elif name == "write":
-            m.write(op.task, op.addr, op.pages, op.value)
+            m.write(_req(op.task), _req(op.addr), _req(op.pages), _req(op.value))
         elif name == "read":
             res["values"] = values
-            m.read(op.task, op.addr, op.pages, values)
+            m.read(_req(op.task), _req(op.addr), _req(op.pages), values)
         elif name == "swapon":
-            m.swapon(op.pages)
+            m.swapon(_req(op.pages))
         elif name == "swapoff":
             m.swapoff()
         elif name == "reclaim":
-            m.reclaim(op.pages)
+            m.reclaim(_req(op.pages))
         elif name == "snapshot":
-            snap = m.snapshot(op.label)
+            snap = m.snapshot(_req(op.label))
         else:  # validation makes this unreachable
             raise ModelBug(f"unknown op {name!r}")
     except SysError as e:
@@ -103,6 +112,6 @@ def replay(ops: Iterable[Op], *, scheme: str = "modern", check: bool = False,
         out.results.append(res)
         if snap is not None:
             out.snapshots.append(snap)
-            out.stats.append(machine.stats(op.label))
+            out.stats.append(machine.stats(_req(op.label)))
     out.stats.append(machine.stats("end"))
     return out

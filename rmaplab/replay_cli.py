@@ -69,6 +69,7 @@ def replay_cmd(trace: Path, scheme: str, results_path: Path, snapshots_path: Pat
                 if snap is not None:
                     sf.write(_dump(snap))
                     if tf:
+                        assert op.label is not None  # only a snapshot op returns one
                         tf.write(_dump(m.stats(op.label)))
             if tf:
                 tf.write(_dump(m.stats("end")))

@@ -19,6 +19,7 @@ import statistics
 from collections import defaultdict
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from . import __version__
 from .experiments import Experiment, Plot
@@ -122,8 +123,9 @@ def plot_svg(exp_title: str, spec: Plot, points: list[dict], varying: list[str])
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=100)
     markers, styles = "os^Dv<>PX", ("-", "--", ":", "-.")
     for n, name in enumerate(sorted(series)):
-        look = {"marker": markers[n % len(markers)], "linestyle": styles[n % len(styles)],
-                "markersize": 7 - 0.6 * (n % 5), "label": name}
+        look: dict[str, Any] = {
+            "marker": markers[n % len(markers)], "linestyle": styles[n % len(styles)],
+            "markersize": 7 - 0.6 * (n % 5), "label": name}
         rows = sorted(series[name], key=lambda p: p[spec.x])
         xs = [p[spec.x] for p in rows]
         ys = [p[spec.y] for p in rows]

@@ -28,6 +28,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import platform
 import sqlite3
 import sys
@@ -106,7 +107,7 @@ def _literal(text: str) -> str:
 class Store:
     """An open results store. Use as a context manager, or call close()."""
 
-    def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, readonly: bool = False) -> None:
         self.path = str(path)
         memory = self.path == ":memory:"
         if readonly and not memory and not Path(self.path).is_file():
@@ -166,7 +167,9 @@ class Store:
             "scheduler, workers) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (spec.hash, now(), version, sys.version.split()[0], platform.platform(),
              json.dumps(libs), scheduler, workers))
-        return int(cur.lastrowid)
+        run_id = cur.lastrowid
+        assert run_id is not None  # an INSERT sets it
+        return run_id
 
     def end_run(self, run_id: int, *, outcome: str) -> None:
         """Close a run: its outcome, and how many points it stored ok and failed
@@ -200,7 +203,9 @@ class Store:
                     "INSERT INTO points (experiment, params_key, repeat, scheme, params, status, "
                     "metrics, error, wall_s, version, spec_hash, run_id, worker, finished_at) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", (*point.key, *values))
-                pid = int(cur.lastrowid)
+                rowid = cur.lastrowid
+                assert rowid is not None  # an INSERT sets it
+                pid = rowid
             elif row["status"] == "failed":
                 pid = int(row["id"])
                 db.execute("UPDATE points SET scheme = ?, params = ?, status = ?, metrics = ?, "

@@ -59,6 +59,7 @@ def get_free_frame(m: Machine, mm: MM | None) -> int:
 
 def add_to_swap_cache(m: Machine, frame: int, slot: int) -> None:
     sw = m.swap
+    assert sw is not None  # a slot exists only while swap is on
     ft = m.frames
     sw.has_cache[slot] = True
     sw.cache[slot] = frame
@@ -70,6 +71,7 @@ def add_to_swap_cache(m: Machine, frame: int, slot: int) -> None:
 def delete_from_swap_cache(m: Machine, frame: int) -> None:
     """__delete_from_swap_cache + put: the slot loses its cache reference."""
     sw = m.swap
+    assert sw is not None  # a swap cache page exists only while swap is on
     ft = m.frames
     slot = int(ft.private[frame])
     sw.has_cache[slot] = False
@@ -84,6 +86,7 @@ def swapin_to_cache(m: Machine, slot: int, mm: MM | None) -> int:
     """read_swap_cache_async: the slot's page, read into the cache if needed;
     -1 if the slot was freed while a frame was being found."""
     sw = m.swap
+    assert sw is not None  # a slot exists only while swap is on
     f = int(sw.cache[slot])
     if f >= 0:
         return f
@@ -114,6 +117,7 @@ def do_swap_page(m: Machine, vma: VMA, vpn: int, write: bool) -> None:
         raise AssertionError("swap PTE changed under do_swap_page")
     ft = m.frames
     sw = m.swap
+    assert sw is not None  # a swap PTE exists only while swap is on
     bits = PTE_PRESENT | PTE_YOUNG | (PTE_WRITE | PTE_DIRTY if write else 0)
     copied = swapin_private_copy(m, vma, i, frame, pte, bits, vma.mm)
     if copied < 0:
@@ -146,6 +150,7 @@ def unuse_pte(m: Machine, vma: VMA, i: int, frame: int) -> None:
     """unuse_pte (swapoff): the swap PTE at index i now maps frame."""
     ft = m.frames
     sw = m.swap
+    assert sw is not None  # swapoff runs with the area still set
     pte = int(vma.pt[i])
     slot = pte >> PTE_SHIFT
     if not pte & PTE_SWAP or int(sw.cache[slot]) != frame:

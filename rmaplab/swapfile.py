@@ -100,12 +100,14 @@ class SwapArea:
         from .errors import ModelBug
         counts = np.zeros(self.nslots, np.int64)
         for t in m.tasks.values():
-            for vma in t.mm.vmas:
+            mm = t.mm
+            assert mm is not None  # every task in tasks is alive
+            for vma in mm.vmas:
                 pt = vma.pt
                 sw = pt[(pt & PTE_SWAP) != 0] >> PTE_SHIFT
                 if len(sw):
                     np.add.at(counts, sw, 1)
-                if len(sw) and not t.mm.on_mmlist:
+                if len(sw) and not mm.on_mmlist:
                     raise ModelBug(f"task {t.name} has swap entries but is not on mmlist")
         bad = np.flatnonzero(counts != self.swap_map)
         if len(bad):
@@ -210,6 +212,7 @@ def try_to_unuse_2004(m: Machine) -> None:
     """
     from .swap_state import delete_from_swap_cache, swapin_to_cache, unuse_pte
     sw = m.swap
+    assert sw is not None  # swapoff runs with the area still on
     holders = _holders(m)
     ring: list = [None] + list(m.mmlist)  # None stands for init_mm, the list head
     # What a miss costs in each mm (its anonymous VMAs, and their PTEs),
@@ -271,6 +274,7 @@ def try_to_unuse_2019(m: Machine) -> None:
     whatever is left in the swap cache dropped. Cost: every PTE once."""
     from .swap_state import delete_from_swap_cache, swapin_to_cache, unuse_pte
     sw = m.swap
+    assert sw is not None  # swapoff runs with the area still on
     c = m.counters
     for mm in list(m.mmlist):
         if mm.dead or mm.mm_users == 0:

@@ -189,8 +189,10 @@ class _Dask:
 
     @property
     def nthreads(self) -> int:
+        client = self.client
+        assert client is not None  # __init__ sets it or raises
         try:
-            return max(1, sum(self.client.nthreads().values()))
+            return max(1, sum(client.nthreads().values()))
         except Exception:  # noqa: BLE001 - a scheduler gone away: keep going with one
             return 1
 
@@ -198,17 +200,19 @@ class _Dask:
             ) -> Iterator[tuple[Point, dict]]:
         from distributed import as_completed
 
+        client = self.client
+        assert client is not None  # __init__ sets it or raises
         queue = list(reversed(todo))
         which: dict[str, Point] = {}
-        ac = as_completed(loop=self.client.loop)
+        ac = as_completed(loop=client.loop)
 
         def submit(k: int) -> None:
             n = 0
             while queue and n < k:
                 p = queue.pop()
-                fut = self.client.submit(run_point, ref, p.scheme, p.params, pure=False,
-                                         key=f"rmaplab-point-{len(queue)}-{time.time_ns()}")
-                which[fut.key] = p
+                key = f"rmaplab-point-{len(queue)}-{time.time_ns()}"
+                fut = client.submit(run_point, ref, p.scheme, p.params, pure=False, key=key)
+                which[key] = p  # fut.key is this key
                 ac.add(fut)
                 n += 1
             if n:

@@ -128,6 +128,7 @@ def try_to_unmap(m: Machine, frame: int) -> TTU:
                 swp |= PTE_SWP_EXCLUSIVE
             vma.pt[i] = swp
             placed.append((vma, i))
+            assert m.swap is not None  # the page is in the swap cache
             m.swap.swap_map[slot] += 1
             vma.mm.swapents += 1
             from .swapfile import mmlist_add_front
@@ -151,6 +152,7 @@ def try_to_unmap(m: Machine, frame: int) -> TTU:
             and all(v.flags & VM_VOLATILE for v, _ in placed)):
         # seed 003: every mapper was volatile: try_to_zap_one the entries just
         # installed, and the page is clean: it goes with no writeout
+        assert m.swap is not None  # placed holds swap entries
         for v, i in placed:
             slot = int(v.pt[i]) >> PTE_SHIFT
             v.pt[i] = 0
@@ -257,6 +259,7 @@ def shrink_page_list(m: Machine, frames: list[int], ignore_references: bool,
         if ft.flags[f] & PG_SWAPCACHE:
             if ft.flags[f] & PG_DIRTY:
                 slot = int(ft.private[f])
+                assert m.swap is not None  # the page is in the swap cache
                 m.swap.data[slot] = ft.data[f]  # pageout: the write completes at once
                 ft.flags[f] &= ~np.uint32(PG_DIRTY)
                 c["pswpout"] += 1
@@ -327,6 +330,7 @@ def madvise_free(m: Machine, vma: VMA, lo: int, hi: int) -> None:
         slots = seg[sw] >> PTE_SHIFT
         seg[sw] = 0
         vma.mm.swapents -= len(sw)
+        assert m.swap is not None  # swap PTEs exist only while swap is on
         m.swap.free_entries(m, slots)
     idx = np.flatnonzero((seg & PTE_PRESENT) != 0)
     frames = seg[idx] >> PTE_SHIFT
@@ -337,8 +341,10 @@ def madvise_free(m: Machine, vma: VMA, lo: int, hi: int) -> None:
         if ft.flags[f] & (PG_SWAPCACHE | PG_DIRTY):
             if ft.mapcount[f] != 1:
                 continue
-            if ft.flags[f] & PG_SWAPCACHE and not m.swap.try_free_swap(m, f):
-                continue
+            if ft.flags[f] & PG_SWAPCACHE:
+                assert m.swap is not None  # the page is in the swap cache
+                if not m.swap.try_free_swap(m, f):
+                    continue
             ft.flags[f] &= ~np.uint32(PG_DIRTY)
         vma.pt[i] &= ~np.int64(PTE_DIRTY | PTE_YOUNG)
         if ft.mapcount[f] > 1 and _mlocked(m, f):

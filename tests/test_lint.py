@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-2.0-only
-"""The tree is clean under the project's ruff rules (pyproject.toml)."""
+"""The tree is clean under the project's ruff rules and mypy (pyproject.toml)."""
 
 from __future__ import annotations
 
@@ -13,10 +13,19 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def tool(name: str) -> str:
+    path = shutil.which(name, path=str(Path(sys.executable).parent)) or shutil.which(name)
+    if path is None:
+        pytest.skip(f"{name} is not installed (pip install -e '.[test]' installs it)")
+    return path
+
+
 def test_ruff_check_is_clean() -> None:
-    ruff = shutil.which("ruff", path=str(Path(sys.executable).parent)) or shutil.which("ruff")
-    if ruff is None:
-        pytest.skip("ruff is not installed (pip install -e '.[test]' installs it)")
-    out = subprocess.run([ruff, "check", "--no-cache", "rmaplab", "tests", "benchmarks"],
+    out = subprocess.run([tool("ruff"), "check", "--no-cache", "rmaplab", "tests", "benchmarks"],
                          cwd=ROOT, capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_mypy_is_clean() -> None:
+    out = subprocess.run([tool("mypy")], cwd=ROOT, capture_output=True, text=True, check=False)
     assert out.returncode == 0, out.stdout + out.stderr

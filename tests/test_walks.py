@@ -71,3 +71,40 @@ def test_batched_walk_forking_server(scheme: str) -> None:
     assert young_bits(m2) == young_bits(m)
     # seed 002's picture: pages shared by many children make long walks
     assert m.walks.listed > m.walks.count
+
+
+def test_modern_walks_the_interval_tree_in_pgoff_order() -> None:
+    """anon_vma_interval_tree: in-order by pgoff, equal keys in insertion
+    order, and a VMA vma_adjust touched goes back in after its equals."""
+    from rmaplab.consts import WINDOW_START
+    from rmaplab.machine import Config, Machine
+
+    a = WINDOW_START
+    m = Machine(Config(scheme="modern", check=True))
+    m.spawn("p")
+    m.mmap("p", a, 8, "rw")
+    m.write("p", a, 8, 1)
+    m.fork("p", "c1")
+    m.fork("p", "c2")
+    # mprotect of the lower half splits at its end (__split_vma, new above):
+    # the upper part is cloned onto the root's tree first, then the lower
+    # part (its end changed) is taken out and put back
+    m.mprotect("p", a, 4, "r")
+    lower, upper = m.task("p").mm.vmas
+    c1, c2 = (m.task(n).mm.vmas[0] for n in ("c1", "c2"))
+    root = lower.anon_vma
+    assert [avc.vma for avc in root.head] == [c1, c2, upper, lower]  # insertion order
+    assert m.rmap.walk_order(root) == [c1, c2, lower, upper]  # the tree's order
+    # a page of the lower half: the VMAs covering it, in tree order
+    frame = int(m.frames.allocated()[0])
+    assert m.frames.index[frame] == lower.pgoff
+    assert [v for v, _ in m.rmap.candidates(frame, None)] == [c1, c2, lower]
+    # the 2010 list has no tree: every VMA, in list order, which a split
+    # does not change (the new VMA is added, the old one stays in place)
+    m2 = Machine(Config(scheme="anon_vma_chain"))
+    m2.spawn("p")
+    m2.mmap("p", a, 8, "rw")
+    m2.write("p", a, 8, 1)
+    m2.mprotect("p", a, 4, "r")
+    lo, up = m2.task("p").mm.vmas
+    assert m2.rmap.walk_order(lo.anon_vma) == [lo, up]

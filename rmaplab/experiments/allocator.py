@@ -53,6 +53,7 @@ def run(scheme: str, p: dict) -> dict:
     for r in range(rounds):
         for n in names:
             mm = m.tasks[n].mm
+            assert mm is not None  # tasks holds live processes only
             for s in range(r % 2, spans, 2):
                 addr = WINDOW_START + s * SPAN * PAGE_SIZE
                 vpn = addr // PAGE_SIZE
@@ -73,8 +74,8 @@ def run(scheme: str, p: dict) -> dict:
                 out["zero_filled"] += sum(1 for v in vals if v == 0)
                 m.write(n, addr, SPAN, 2 + r % 200)
                 out["reuse_faults"] += c["pgfault"] - before
-    for k, v in base.items():
-        out[k] = c[k] - v
+    for k, n0 in base.items():
+        out[k] = c[k] - n0
     out["discarded"] = out.pop("pgvolatile") + out.pop("lazyfree_discard")
     for t in list(m.tasks):
         m.exit(t)

@@ -36,6 +36,7 @@ from ..mm_types import VM_LOCK_RMAP
 from .protocol import RmapScheme, WalkStats
 
 if TYPE_CHECKING:
+    from ..machine import Machine
     from ..mm_types import VMA
 
 # Slab object sizes in bytes: see docs/struct-sizes.md (2.6.33 with seed
@@ -86,6 +87,7 @@ class AnonVmaPool:
     live anon_vmas the checker walks (its size is the live count)."""
 
     anon_vma_type: type = AnonVma
+    m: Machine  # set by the scheme that mixes the pool in
 
     def __init__(self) -> None:
         self._serial = 0
@@ -257,6 +259,10 @@ class AnonVmaChainScheme(AnonVmaPool, RmapScheme):
 
     interval = False  # the 2010 list: every VMA on it is examined
 
+    def walk_order(self, av: AnonVma) -> list[VMA]:
+        """The VMAs of av in the order a walk meets them: list order here."""
+        return [avc.vma for avc in av.head]
+
     def walk_groups(self, frames: np.ndarray):
         """Group frames by the anon_vma they point at: one walk order each."""
         ft = self.m.frames
@@ -274,7 +280,7 @@ class AnonVmaChainScheme(AnonVmaPool, RmapScheme):
             if av is None or av.freed:
                 yield [], f, ft.index[f], self.interval, None
             else:
-                yield [avc.vma for avc in av.head], f, ft.index[f], self.interval, av
+                yield self.walk_order(av), f, ft.index[f], self.interval, av
 
     # -- accounting -----------------------------------------------------------------
     def objects(self) -> dict[str, int]:

@@ -19,7 +19,11 @@ Sizes on x86_64 are this machine's /proc/slabinfo object sizes: anon_vma
 
 The interval tree is modelled by its answer, not its nodes: the walk
 examines (and is charged for) exactly the avcs whose range covers the
-page, in insertion order, as the tree's in-order walk returns equal keys.
+page, in the tree's in-order order: by the VMA's pgoff, and among equal
+pgoffs in insertion order (an equal key goes right). vma_adjust takes a
+VMA's avcs out of their trees and puts them back (the interval tree's
+pre/post update), so an adjusted VMA goes after its equals; av.head keeps
+that insertion order, and a walk sorts it by pgoff (a stable sort).
 """
 
 from __future__ import annotations
@@ -41,6 +45,10 @@ SIZES = {
     "x86_64": {"anon_vma": 104, "anon_vma_chain": 64, "vma_fields": 24},
     "i386": {"anon_vma": 56, "anon_vma_chain": 32, "vma_fields": 12},
 }
+
+
+def _pgoff(vma: VMA) -> int:
+    return vma.pgoff
 
 
 class ModernScheme(AnonVmaChainScheme):
@@ -81,6 +89,7 @@ class ModernScheme(AnonVmaChainScheme):
                     self.anon_vma_free(root)
 
     def oldest(self, vma: VMA) -> AnonVma:
+        assert vma.anon_vma is not None  # asked only for a VMA with anonymous pages
         return vma.anon_vma.root
 
     def candidates(self, frame: int, st: WalkStats | None) -> Iterator[tuple[VMA, int]]:
@@ -90,8 +99,8 @@ class ModernScheme(AnonVmaChainScheme):
         index = int(self.m.frames.index[frame])
         if st is not None:
             st.anon_vmas += 1  # the root's rwsem
-        hits = [avc.vma for avc in av.head
-                if avc.vma.pgoff <= index < avc.vma.pgoff + (avc.vma.end - avc.vma.start)]
+        hits = [vma for vma in self.walk_order(av)
+                if vma.pgoff <= index < vma.pgoff + (vma.end - vma.start)]
         if st is not None:
             st.listed += len(hits)
         for vma in hits:
@@ -102,6 +111,18 @@ class ModernScheme(AnonVmaChainScheme):
             yield vma, vma.start + (index - vma.pgoff)
 
     interval = True  # the interval tree returns only VMAs covering the page
+
+    def walk_order(self, av: AnonVma) -> list[VMA]:
+        """The interval tree's in-order walk: by pgoff, equals in insertion order."""
+        return sorted((avc.vma for avc in av.head), key=_pgoff)
+
+    def vma_adjust_end(self, vma: VMA) -> None:
+        """anon_vma_interval_tree_post_update_vma: vma's avcs go back into
+        their trees, after any equal keys already there."""
+        for avc in vma.avcs:
+            head = avc.anon_vma.head
+            del head[avc]
+            head[avc] = None
 
     def sizes(self) -> dict[str, dict[str, int]]:
         return SIZES
