@@ -85,6 +85,16 @@ def _touch(m: Machine, frame: int, active: bool) -> None:
     m.lru_clock += 1
 
 
+def _activate_locked(m: Machine, frame: int) -> None:
+    """shrink_folio_list's activate_locked: a page reclaim keeps goes to the
+    active list, and, being no candidate for swapping now, gives its swap
+    slot back when swap is more than half full (folio_free_swap: only if no
+    swap PTE names the slot)."""
+    if m.frames.flags[frame] & PG_SWAPCACHE and m.swap is not None and m.swap.full():
+        m.swap.try_free_swap(m, frame)
+    _touch(m, frame, True)
+
+
 def _lru_list(m: Machine, active: bool) -> np.ndarray:
     """The frames of one LRU list, oldest first. Cost: O(frames log frames)."""
     ft = m.frames
@@ -219,7 +229,7 @@ def shrink_page_list(m: Machine, frames: list[int], ignore_references: bool,
         volatile = volatile_scan and ft.mapcount[f] > 0 and _volatile(m, f)
         if (not ignore_references and ft.mapcount[f] > 0 and page_referenced(m, f)
                 and not volatile):  # seed 003: a volatile page is reclaimed, not activated
-            _touch(m, f, True)
+            _activate_locked(m, f)
             continue
         lazy = bool(ft.flags[f] & PG_LAZYFREE)
         if volatile and m.config.volatile_noswap and not ft.flags[f] & PG_SWAPCACHE:
@@ -227,11 +237,11 @@ def shrink_page_list(m: Machine, frames: list[int], ignore_references: bool,
             continue
         if not lazy and not ft.flags[f] & PG_SWAPCACHE:
             if m.swap is None:
-                _touch(m, f, True)  # nowhere to put an anonymous page
+                _activate_locked(m, f)  # nowhere to put an anonymous page
                 continue
             slot = m.swap.alloc_slot()
             if slot < 0:
-                _touch(m, f, True)
+                _activate_locked(m, f)
                 continue
             add_to_swap_cache(m, f, slot)
             ft.flags[f] |= PG_DIRTY
@@ -239,7 +249,7 @@ def shrink_page_list(m: Machine, frames: list[int], ignore_references: bool,
             ret = try_to_unmap(m, f)
             if ret is TTU.FAIL:
                 if ft.refcount[f]:
-                    _touch(m, f, True)
+                    _activate_locked(m, f)
                 continue
             if ret is TTU.AGAIN:
                 continue
@@ -270,6 +280,12 @@ def shrink_page_list(m: Machine, frames: list[int], ignore_references: bool,
     return freed
 
 
+def _can_reclaim_anon(m: Machine) -> bool:
+    """can_reclaim_anon_pages: a free swap slot exists (get_nr_swap_pages)."""
+    sw = m.swap
+    return sw is not None and sw.writeok and sw.inuse < sw.nslots
+
+
 def try_to_free_pages(m: Machine, pages: int) -> int:
     """Global reclaim of up to pages pages (the `reclaim` op, and direct
     reclaim before the OOM killer). Two passes: the second sees the pages the
@@ -279,14 +295,26 @@ def try_to_free_pages(m: Machine, pages: int) -> int:
     any_locked = any(v.flags & VM_LOCKED for t in m.tasks.values() if t.mm is not None
                      for v in t.mm.vmas)
     any_vol = any_volatile(m)
+    ft = m.frames
+
+    def lru(active: bool) -> np.ndarray:
+        frames = _lru_list(m, active)
+        if anon_ok:
+            return frames
+        # get_scan_count's SCAN_FILE: with no free swap slot the anon lists
+        # are neither scanned nor aged; lazily freed pages, which the kernel
+        # keeps on the file lists, still are
+        return frames[(ft.flags[frames] & PG_LAZYFREE) != 0]
+
     for _ in range(2):
-        inactive = _lru_list(m, False)
-        active = _lru_list(m, True)
+        anon_ok = _can_reclaim_anon(m) or (any_vol and m.config.volatile_noswap)
+        inactive = lru(False)
+        active = lru(True)
         if len(inactive) < len(active):
             # shrink_active_list: anonymous pages are deactivated regardless
             for f in active[: len(active) - len(inactive) + 1].tolist():
                 _touch(m, f, False)
-            inactive = _lru_list(m, False)
+            inactive = lru(False)
         if m.pinned is not None and len(m.pinned):
             inactive = inactive[~np.isin(inactive, m.pinned)]
         for f in inactive.tolist():

@@ -327,6 +327,50 @@ def test_unmapping_a_page_read_back_from_swap_frees_its_slot() -> None:
     m.check()
 
 
+def test_reclaim_keeping_a_page_frees_its_slot_while_swap_is_over_half_full() -> None:
+    """shrink_folio_list's activate_locked: a referenced swap-cache page is
+    kept, and gives its slot back only while vm_swap_full() holds."""
+    from rmaplab.mm_types import PTE_SHIFT
+    from rmaplab.page_alloc import PG_SWAPCACHE
+    from rmaplab.vmscan import shrink_page_list
+
+    m = written(pages=12, value=5, slots=16)
+    m.madvise("a", A, 4, "pageout")
+    m.read("a", A, 4, [])  # back in, slots kept by the cache (4 of 16 used)
+    m.madvise("a", A + 4 * P, 6, "pageout")
+    assert area(m).inuse == 10 and area(m).full()
+    pt = m.tasks["a"].mm.vmas[0].pt  # type: ignore[union-attr]
+    frames = [int(x) >> PTE_SHIFT for x in pt[:4]]
+    m.read("a", A, 4, [])  # referenced: reclaim keeps them
+    assert shrink_page_list(m, frames, False) == 0
+    # two slots go back; then 8 of 16 is not more than half, and the rest stay
+    assert area(m).inuse == 8
+    assert [bool(m.frames.flags[f] & PG_SWAPCACHE) for f in frames] == [False, False, True, True]
+    assert m.read("a", A, 4, []) == [5] * 4
+    m.check()
+
+
+def test_with_no_free_slot_reclaim_scans_only_lazily_freed_pages() -> None:
+    """get_scan_count: no swap slot to be had, no anon scanning (no pgscan,
+    no rmap walk); MADV_FREE pages, on the kernel's file lists, still go."""
+    m = Machine()
+    m.spawn("a")
+    m.mmap("a", A, 8, "rw")
+    m.write("a", A, 8, 5)
+    m.madvise("a", A + 4 * P, 4, "free")
+    assert m.reclaim(8) == 4  # the four lazily freed pages, clean: discarded
+    assert m.counters["pgscan"] == 4 and m.counters["lazyfree_discard"] == 4
+    # page_referenced and try_to_unmap of those four only
+    assert m.walks.as_dict()["count"] == 8
+    assert m.read("a", A, 8, []) == [5] * 4 + [0] * 4
+    # a full swap area is the same as none
+    m2 = written(pages=8, value=5, slots=4)
+    m2.madvise("a", A, 4, "pageout")
+    scanned = m2.counters["pgscan"]
+    assert m2.reclaim(8) == 0 and m2.counters["pgscan"] == scanned
+    m2.check()
+
+
 def test_willneed_reads_into_the_swap_cache_until_a_fault() -> None:
     m = written(pages=4, value=8)
     m.madvise("a", A, 4, "pageout")
