@@ -206,8 +206,10 @@ def try_to_unuse_2004(m: Machine) -> None:
     scan there), skipping mms whose users dropped to zero, until no swap PTE
     names the slot. In each mm, unuse_mm scans its anonymous VMAs' page
     tables in order until it finds the entry; once the page has been mapped
-    somewhere (page->mapping set), only one PTE per VMA is looked at. The
-    next slot starts from the first mm that held this one.
+    somewhere (page->mapping set), only one PTE per VMA is looked at. Where
+    the next slot starts (set_start_mm): unchanged if start_mm held this
+    one, else the first mm after it that did; and passing init_mm re-arms
+    that, so the first holder after the wrap becomes the start.
     Cost charged: swapoff_mms (mms visited), swapoff_ptes (PTEs looked at).
     """
     from .swap_state import delete_from_swap_cache, swapin_to_cache, unuse_pte
@@ -231,27 +233,32 @@ def try_to_unuse_2004(m: Machine) -> None:
         for h in holders.get(slot, []):
             per_mm.setdefault(id(h[0]), []).append(h)
         mapped = False
-        new_start = None
+        set_start = True
+        new_start = start
         for step in range(len(ring)):
             if sw.swap_map[slot] == 0:
                 break
             k = (start + step) % len(ring)
             mm = ring[k]
-            if mm is None or mm.dead or mm.mm_users == 0:
+            if mm is None:
+                set_start = True  # init_mm: shmem's turn, and the start re-armed
+                continue
+            if mm.dead or mm.mm_users == 0:
                 continue
             c["swapoff_mms"] += 1
             hs = per_mm.get(id(mm))
-            if not hs:
+            if hs:
+                for _, vma, i in hs:
+                    c["swapoff_ptes"] += 1 if mapped else _scan_cost(mm, vma, i)
+                    unuse_pte(m, vma, i, frame)
+                mapped = True
+            else:
                 c["swapoff_ptes"] += miss[id(mm)][0 if mapped else 1]
-                continue
-            for _, vma, i in hs:
-                c["swapoff_ptes"] += 1 if mapped else _scan_cost(mm, vma, i)
-                unuse_pte(m, vma, i, frame)
-            mapped = True
-            if new_start is None:
-                new_start = k
-        if new_start is not None:
-            start = new_start
+            if step == 0:
+                set_start = not hs  # start_mm held it: keep it as the start
+            elif hs and set_start:
+                new_start, set_start = k, False
+        start = new_start
         if sw.has_cache[slot]:
             m.frames.flags[frame] |= PG_DIRTY  # folio_free_swap
             delete_from_swap_cache(m, frame)

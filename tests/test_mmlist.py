@@ -297,3 +297,31 @@ def test_kthread_names_and_use_mm_errors() -> None:
     # kernel threads are not tasks: no snapshot entry, never an OOM victim
     assert set(m.snapshot("s")["tasks"]) == {"a", "b"}
     m.unuse_mm("k")
+
+
+def test_try_to_unuse_2004_start_mm_rule() -> None:
+    """Where seed 004's try_to_unuse starts the next slot (set_start_mm):
+    it keeps start_mm when start_mm held the slot, but passing init_mm
+    re-arms the rule, so the first holder after the wrap becomes the start.
+
+    mmlist [a, b]; slot 0 held by b, slot 1 by b and a, slot 2 by a. Slot 0
+    moves the start to b (1 miss in a, 1 hit); slot 1 starts at b (hit),
+    wraps past init_mm, hits a: the start becomes a; slot 2 is found in a at
+    once. 5 mms visited; keeping b as the start would cost a miss in b more.
+    """
+    m = machine(unuse="2004")
+    with_pages(m, "a", pages=4)
+    m.madvise("a", A, 2, "pageout")  # slots 0 and 1
+    m.fork("a", "b")  # b shares both slots and follows a on mmlist
+    m.madvise("a", A, 1, "dontneed")  # slot 0 now b's alone
+    m.write("a", A + 2 * P, 1, 7)  # a private copy of page 2...
+    m.madvise("a", A + 2 * P, 1, "pageout")  # ...into slot 2, a's alone
+    assert order(m) == ["a", "b"]
+    holders = {s: sorted({mm.owner.name for mm, _, _ in hs})
+               for s, hs in swapfile._holders(m).items()}
+    assert holders == {0: ["b"], 1: ["a", "b"], 2: ["a"]}
+    before = m.counters["swapoff_mms"]
+    m.swapoff()
+    assert m.counters["swapoff_mms"] - before == 5
+    assert m.read("a", A + P, 2, []) == [1, 7] and m.read("b", A, 2, []) == [1, 1]
+    m.check()
