@@ -33,6 +33,11 @@ def experiment_cmd(name: str, schemes: str | None, params: tuple[str, ...], out:
         chosen = list(SCHEMES) if schemes == "all" else [s for s in schemes.split(",") if s]
     # a table as wide as it needs when written to a file or a pipe
     console = Console(width=None if sys.stdout.isatty() else 200)
+    try:  # before anything runs: a bad --out must not cost the run
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        click.echo(f"rmaplab experiment: --out {out}: {e.strerror or e}", err=True)
+        sys.exit(2)
     try:
         records = run_experiment(exp, schemes=chosen, params=params, progress=not no_progress,
                                  console=console)
@@ -44,5 +49,9 @@ def experiment_cmd(name: str, schemes: str | None, params: tuple[str, ...], out:
                    f"{type(e).__name__}: {e}", err=True)
         sys.exit(70)
     print_report(exp, records, console)
-    files = write_outputs(exp, records, out)
+    try:
+        files = write_outputs(exp, records, out)
+    except OSError as e:  # the table above is the run's result; say what was not written
+        click.echo(f"rmaplab experiment: cannot write the outputs to {out}: {e}", err=True)
+        sys.exit(1)
     console.print("wrote " + ", ".join(str(f) for f in files))

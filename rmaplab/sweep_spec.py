@@ -215,6 +215,11 @@ def parse_spec(data: Mapping[str, Any], *, source: str = "", text: str = "") -> 
     n = len(schemes) * repeats * math.prod(len(v) for v in grid.values())
     if n > MAX_POINTS:
         raise SpecError("params", f"the grid has {n:,} points; at most {MAX_POINTS:,}", source)
+    keys = list(grid)
+    for vals in itertools.product(*(grid[k] for k in keys)):
+        why = exp.problem(dict(zip(keys, vals)))
+        if why is not None:  # refused before anything runs, as `rmaplab experiment` does
+            raise SpecError("params", why, source)
     return SweepSpec(experiment_ref=ref, experiment=exp, schemes=schemes, grid=grid,
                      repeats=repeats, description=desc, source=text, path=source)
 

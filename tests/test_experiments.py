@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from rmaplab.cli import main
@@ -84,3 +85,36 @@ def test_swapoff_2004_is_quadratic_2019_linear() -> None:
     grow19 = by["2019", 40]["ptes"] / by["2019", 10]["ptes"]
     assert grow19 < 5 < 10 < grow04  # 4x the processes: ~4x vs ~16x
     assert by["2004", 40]["slots"] == by["2019", 40]["slots"]
+
+
+@pytest.mark.parametrize("name,param,says", [
+    ("aim7", "procs=-5", "procs=-5 is out of range: 1 to 1,000,000"),
+    ("aim7", "procs=100000", "needs 100,001,000 pages"),
+    ("race", "pages=6", "a multiple of 4"),
+    ("swapoff", "shape=ring", "choose from chain, fan, tree"),
+    ("allocator", "advice=bogus", "choose from dontneed, volatile, free"),
+    ("kbuild", "heap_pages=5000", "out of range: 1 to 1,024"),
+])
+def test_impossible_points_are_refused_before_anything_runs(tmp_path: Path, name: str,
+                                                            param: str, says: str) -> None:
+    out = tmp_path / "out"
+    res = CliRunner().invoke(main, ["experiment", name, "--param", param, "--out", str(out),
+                                    "--no-progress"])
+    assert res.exit_code == 2, res.output
+    assert says in res.output and "Traceback" not in res.output
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_unwritable_out_is_refused_before_the_run(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    res = CliRunner().invoke(main, ["experiment", "race", "--out", str(blocker / "sub"),
+                                    "--no-progress"])
+    assert res.exit_code == 2 and "--out" in res.output, res.output
+
+
+def test_sweep_spec_refuses_an_impossible_point() -> None:
+    from rmaplab.sweep_spec import SpecError, parse_spec
+
+    with pytest.raises(SpecError, match="procs=0 is out of range"):
+        parse_spec({"experiment": "aim7", "params": {"procs": [10, 0]}})

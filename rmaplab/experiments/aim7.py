@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..consts import WINDOW_START
+from ..consts import MAX_PAGES, WINDOW_START
 from ..machine import Config, Machine
 from ..rmap.core import page_referenced_batch
-from .base import Claim, Experiment, Plot
+from .base import Claim, Experiment, Plot, within_budget
 
 
 def run(scheme: str, p: dict) -> dict:
@@ -68,6 +68,9 @@ EXPERIMENT = Experiment(
     name="aim7",
     title="AIM7-like forking server: rmap walk cost per page",
     params={"procs": [10, 100, 1000], "pages": [1000], "cow": [1.0]},
+    limits={"procs": (1, 1_000_000), "pages": (1, MAX_PAGES), "cow": (0.0, 1.0)},
+    check=lambda p: within_budget(p["pages"] * (1 + p["procs"] * p["cow"]),
+                                  "procs x pages x cow"),
     run=run,
     columns=("walks", "visited_avg", "visited_max", "listed_avg", "listed_max", "ptes_avg",
              "anon_vmas", "avcs", "rmap_bytes_x86_64", "wall_s"),

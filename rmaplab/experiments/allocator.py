@@ -21,7 +21,7 @@ from __future__ import annotations
 from ..consts import PAGE_SIZE, WINDOW_START
 from ..machine import Config, Machine
 from ..mm_types import PTE_PRESENT
-from .base import Claim, Experiment, Plot
+from .base import Claim, Experiment, Plot, within_budget
 
 SPAN = 16
 PRESSURE = {"none": 0.0, "low": 0.25, "high": 0.6}
@@ -29,10 +29,7 @@ PRESSURE = {"none": 0.0, "low": 0.25, "high": 0.6}
 
 def run(scheme: str, p: dict) -> dict:
     arenas, spans, rounds = int(p["arenas"]), int(p["spans"]), int(p["rounds"])
-    advice, level = str(p["advice"]), str(p["pressure"])
-    if advice not in ("dontneed", "volatile", "free") or level not in PRESSURE:
-        raise ValueError(f"advice {advice!r} / pressure {level!r}: "
-                         "see docs/experiments/allocator.md")
+    advice, level = str(p["advice"]), str(p["pressure"])  # checked: EXPERIMENT.choices
     arena_pages = spans * SPAN
     total = arenas * arena_pages
     m = Machine(Config(scheme=scheme, frames=total + total // 2))
@@ -101,6 +98,9 @@ EXPERIMENT = Experiment(
     title="Allocator returning memory: dontneed vs volatile vs free",
     params={"advice": ["dontneed", "volatile", "free"], "pressure": ["none", "low", "high"],
             "arenas": [4], "spans": [16], "rounds": [6]},
+    limits={"arenas": (1, 10_000), "spans": (1, 4096), "rounds": (1, 10_000)},
+    choices={"advice": ("dontneed", "volatile", "free"), "pressure": tuple(PRESSURE)},
+    check=lambda p: within_budget(p["arenas"] * p["spans"] * SPAN * 1.5, "arenas x spans"),
     run=run,
     columns=("madvise_ptes", "reuse_faults", "zero_filled", "discarded", "pswpout",
              "vma_split", "vma_merge", "mmap_sem_write", "wall_s"),

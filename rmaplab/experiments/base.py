@@ -46,3 +46,37 @@ class Experiment:
     plots: list[Plot] = field(default_factory=list)
     schemes: Sequence[str] | None = None  # default schemes (None: all)
     doc: str = ""  # docs/experiments/<name>.md
+    # What a point may ask for, checked for every point before any runs:
+    # inclusive (low, high) per numeric parameter, the allowed values of a
+    # text one, and a test of the whole point (sizes that together would not
+    # fit the model's frames, say) returning what is wrong, or None.
+    limits: dict[str, tuple[float, float]] = field(default_factory=dict)
+    choices: dict[str, Sequence[str]] = field(default_factory=dict)
+    check: Callable[[dict], str | None] | None = None
+
+    def problem(self, p: dict) -> str | None:
+        """What is wrong with the parameters of one point, or None."""
+        for key, (low, high) in self.limits.items():
+            if not low <= p[key] <= high:
+                return f"{key}={p[key]} is out of range: {_num(low)} to {_num(high)}"
+        for key, allowed in self.choices.items():
+            if p[key] not in allowed:
+                return f"{key}={p[key]!r}: choose from {', '.join(map(str, allowed))}"
+        return self.check(p) if self.check is not None else None
+
+
+def _num(x: float) -> str:
+    return f"{x:,}" if float(x).is_integer() else f"{x:g}"
+
+
+#: Pages a point may need in all: the model's default frames (64 GiB of 4 KiB
+#: pages; ten million pages take about 2.7 GB of the model's own memory).
+PAGE_BUDGET = 1 << 24
+
+
+def within_budget(pages: float, what: str) -> str | None:
+    """None, or why `pages` simulated pages are too many for one point."""
+    if pages > PAGE_BUDGET:
+        return (f"{what} needs {int(pages):,} pages, more than the {PAGE_BUDGET:,} "
+                "frames a point may use")
+    return None

@@ -13,9 +13,10 @@ found (rmaplab.contention.race).
 
 from __future__ import annotations
 
+from ..consts import MAX_PAGES
 from ..contention.aim7 import Aim7Params, run_aim7
 from ..contention.race import run_race
-from .base import Claim, Experiment, Plot
+from .base import Claim, Experiment, Plot, within_budget
 
 
 def run(scheme: str, p: dict) -> dict:
@@ -75,6 +76,11 @@ EXPERIMENT = Experiment(
     title="AIM7-like load on K CPUs: throughput and lock waiting",
     params={"cpus": [1, 2, 4, 8, 16], "procs": [100, 1000], "pages": [1000], "cow": [1.0],
             "slices": [10], "reclaim": [1], "unmap": [0.5], "rounds": [2], "seed": [1]},
+    limits={"cpus": (1, 1024), "procs": (1, 100_000), "pages": (1, MAX_PAGES),
+            "cow": (0.0, 1.0), "slices": (1, 10_000), "reclaim": (0, MAX_PAGES),
+            "unmap": (0.0, 1.0), "rounds": (1, 10_000)},
+    check=lambda p: within_budget(p["pages"] * (1 + p["procs"] * p["cow"]),
+                                  "procs x pages x cow"),
     run=run,
     columns=("throughput_jpm", "wait_share", "wait_anon", "sleep_anon", "wait_ptl",
              "hold_max_us_anon", "queue_max_anon", "hot_anon_queue_avg", "hold_max_us_ptl",
@@ -113,6 +119,9 @@ RACE = Experiment(
     name="race",
     title="Rmap walks half-way through VMA surgery: PTEs that exist but are not found",
     params={"vm_lock_rmap": [0, 1], "pages": [16]},
+    limits={"vm_lock_rmap": (0, 1), "pages": (4, 4096)},
+    # the scenarios cut the VMA in quarters
+    check=lambda p: None if p["pages"] % 4 == 0 else f"pages={p['pages']}: a multiple of 4",
     run=run_race_point,
     columns=("boundaries", "boundaries_open", "misses_open", "misses_any", "missed_at_open"),
     claims=[Claim(row="-", text="Nick Piggin: rmap is also used for invalidations, which must "

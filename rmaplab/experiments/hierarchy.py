@@ -45,6 +45,15 @@ def run(scheme: str, p: dict) -> dict:
     return out
 
 
+def _check(p: dict) -> str | None:
+    # under anon_vma_chain every generation leaves one anon_vma and avc per VMA
+    objects = p["generations"] * p["vmas"]
+    if objects > 10_000_000:
+        return (f"generations x vmas = {objects:,}: anon_vma_chain would keep that many "
+                "anon_vmas; at most 10,000,000")
+    return None
+
+
 def _claim(records: list[dict]) -> str:
     top = max(r["generations"] for r in records)
     return "; ".join(f"{r['scheme']}: {r['anon_vmas']} anon_vmas for {r['vmas_live']} VMAs "
@@ -56,6 +65,8 @@ EXPERIMENT = Experiment(
     name="hierarchy",
     title="Fork chain: anon_vma growth (each process forks a child and exits)",
     params={"generations": [10, 100, 1000], "vmas": [4]},
+    limits={"generations": (0, 1_000_000), "vmas": (1, 100_000)},
+    check=_check,
     run=run,
     columns=("anon_vmas", "avcs", "vmas_live", "anon_vmas_per_vma", "peak_anon_vmas", "wall_s"),
     claims=[Claim(row="4", text="serial fork chains grow anon_vmas and avcs without bound "

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..consts import PAGE_SIZE, WINDOW_START
 from ..machine import Config, Machine
-from .base import Claim, Experiment, Plot
+from .base import Claim, Experiment, Plot, within_budget
 
 # (anon_vma_chain, vm_area_struct) bytes on x86_64 for the schemes that have
 # avcs: 6.18's slab object sizes here, and 2.6.33's structs (docs/struct-sizes.md)
@@ -134,6 +134,11 @@ EXPERIMENT = Experiment(
     name="kbuild",
     title="Kernel-build-like fork+exec load: rmap memory",
     params={"jobs": [1, 4, 16], "units": [64], "libs": [6], "heap_pages": [256]},
+    # an image's VMAs sit 1,024 pages apart (_layout): a heap must fit its slot
+    limits={"jobs": (1, 1024), "units": (1, 1_000_000), "libs": (0, 64),
+            "heap_pages": (1, 1024)},
+    check=lambda p: within_budget(p["jobs"] * 3 * (p["heap_pages"] + 8 * p["libs"] + 64),
+                                  "jobs x heap_pages"),
     run=run,
     columns=("avc_to_vma_bytes", "singleton_share", "pte_chains_peak", "rmap_bytes_avg",
              "rmap_bytes_peak", "wall_s"),

@@ -64,6 +64,10 @@ def run_experiment(exp: Experiment, *, schemes: Sequence[str] | None = None,
         if s not in SCHEMES:
             raise ValueError(f"unknown scheme {s!r}; choose from {', '.join(SCHEMES)}")
     todo = points(exp, schemes, parse_params(exp, params))
+    for _, p in todo:  # all of them before any runs: a bad point loses no results
+        why = exp.problem(p)
+        if why is not None:
+            raise ValueError(f"--param {why}")
     records: list[dict] = []
     with Progress(TextColumn("{task.description}"), BarColumn(),
                   TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),

@@ -21,10 +21,10 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 
-from ..consts import PAGE_SIZE, WINDOW_START
+from ..consts import MAX_PAGES, PAGE_SIZE, WINDOW_START
 from ..machine import Config, Machine
 from ..swapfile import SwapArea
-from .base import Claim, Experiment, Plot
+from .base import Claim, Experiment, Plot, within_budget
 
 BASE = WINDOW_START
 
@@ -108,11 +108,15 @@ def verify(m: Machine, expect: dict[str, list[int]], pages: int) -> dict:
     return snap
 
 
+def _check(p: dict) -> str | None:
+    if p["writes"] > p["pages"]:
+        return f"writes={p['writes']} is more than pages={p['pages']}"
+    return within_budget(p["pages"] * (1 + p["procs"]), "procs x pages")
+
+
 def run(scheme: str, p: dict) -> dict:
     procs, pages, writes = int(p["procs"]), int(p["pages"]), int(p["writes"])
-    shape, unuse = str(p["shape"]), str(p["unuse"])
-    if shape not in ("chain", "fan", "tree") or unuse not in ("2004", "2019"):
-        raise ValueError(f"shape {shape!r} / unuse {unuse!r}: see docs/experiments/swapoff.md")
+    shape, unuse = str(p["shape"]), str(p["unuse"])  # checked: EXPERIMENT.choices
     m, expect = build(procs, pages, writes, shape, unuse, 8)
     slots = area(m).inuse
     c = m.counters
@@ -141,6 +145,9 @@ EXPERIMENT = Experiment(
     title="swapoff of a fork tree: try_to_unuse 2004 vs 2019",
     params={"procs": [10, 100, 1000], "shape": ["fan"], "unuse": ["2004", "2019"],
             "pages": [64], "writes": [4]},
+    limits={"procs": (1, 100_000), "pages": (1, MAX_PAGES), "writes": (0, MAX_PAGES)},
+    choices={"shape": ("chain", "fan", "tree"), "unuse": ("2004", "2019")},
+    check=_check,
     run=run,
     columns=("slots", "mms", "ptes", "swapoff_s", "wall_s"),
     claims=[Claim(row="5", text="swapoff's try_to_unuse is quadratic; the per-mm rewrite is "
