@@ -135,8 +135,9 @@ class _Inline:
 def _sigint_held() -> Iterator[None]:
     """SIGINT ignored while the local cluster starts its worker processes.
 
-    They inherit the ignored disposition across exec (a blocked mask would
-    not survive multiprocessing's spawn), so a Ctrl-C, which the terminal
+    They inherit the ignored disposition across exec (blocking SIGINT here
+    would not do: the workers are spawned from the cluster's event-loop
+    thread, and a signal mask is per thread), so a Ctrl-C, which the terminal
     sends to the whole process group, reaches only this process, whose
     handler then shuts the cluster down in order instead of every worker
     printing a traceback. The price: a Ctrl-C during the second or two of

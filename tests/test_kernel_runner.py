@@ -8,10 +8,12 @@ the exit-status tests that need neither run everywhere.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -481,3 +483,26 @@ def test_an_op_that_makes_the_kernel_kill_another_task_completes(tmp_path):
     assert results[5] == {"line": 6, "op": "write", "ok": True, "killed": "b"}
     assert results[6] == {"line": 7, "op": "read", "ok": True, "values": [1]}
     assert sorted(snaps[0]["tasks"]) == ["a"]
+
+
+def test_oom_victims_waits_for_every_kill_counted():
+    """Two workers killed by one op, the second slower to exit: both are
+    found (the OOM count says how many to wait for), buried, and named."""
+    run_ = KernelRun()
+    pids = []
+    for task, delay in (("a", 0.0), ("b", 0.4)):
+        ours, theirs = socket.socketpair()
+        pid = os.fork()
+        if pid == 0:  # a stand-in worker: exits after `delay`
+            time.sleep(delay)
+            os._exit(0)
+        theirs.close()
+        run_._register(task, pid, ours)
+        pids.append(pid)
+    try:
+        assert run_._oom_victims(2, 5.0) == ["a", "b"]
+        assert run_.procs == {}
+    finally:
+        for pid in pids:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)

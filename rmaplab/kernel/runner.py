@@ -31,6 +31,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Self
@@ -201,20 +202,25 @@ class KernelRun:
                 os.close(proc.pidfd)
             proc.chan.close()
         self.procs.clear()
-        # Safety net: a worker this run never heard of (a fork cut short) was
-        # re-parented to us, the subreaper, when its parent was killed.
+        if not self._kill_strays():
+            self._problems.append(f"stray worker processes left: {worker_children()}")
+
+    def _kill_strays(self) -> bool:
+        """Kill and reap the workers this run never registered (a fork cut
+        short), which were re-parented to us, the subreaper, when their
+        parent died. True when none is left."""
+        known = {p.pid for p in self.procs.values()}
         for _ in range(100):
-            strays = worker_children()
+            strays = [pid for pid in worker_children() if pid not in known]
             if not strays:
-                break
+                return True
             for pid in strays:
                 # Our own unreaped children: their pids cannot be reused yet.
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
                 with contextlib.suppress(ChildProcessError):
                     os.waitpid(pid, 0)
-        else:
-            self._problems.append(f"stray worker processes left: {worker_children()}")
+        return False
 
     def _wait_gone(self, proc: _Proc) -> bool:
         """Wait until ``proc`` has exited (its mm is gone), then reap it if it is ours."""
@@ -234,6 +240,7 @@ class KernelRun:
     def run(self, ops: list[Op]) -> tuple[list[dict], list[dict]]:
         results: list[dict] = []
         snapshots: list[dict] = []
+        self._oom_count = oom_kills()
         for op in ops:
             res: dict[str, Any] = {"line": op.line, "op": op.op}
             res.update(self.do_op_oom(op, snapshots))
@@ -245,22 +252,35 @@ class KernelRun:
 
         TRACE_FORMAT.md: the op whose task was killed gets {"ok": false,
         "error": "OOM", "killed": task}; an op that completed while another
-        task was killed gets "killed": that task; later ops on it get ESRCH.
-        A worker that dies with no OOM kill counted is still a RunnerError.
+        task was killed gets "killed": that task ("also_killed" for more, as
+        the model does); later ops on it get ESRCH. A worker killed between
+        ops is named by the next op. A worker that dies with no OOM kill
+        counted is still a RunnerError. /proc/vmstat's oom_kill is machine
+        wide: a kill elsewhere costs a wait of up to OOM_SETTLE, nothing more.
         """
+        victims: list[str] = []
         before = oom_kills()
+        if before != self._oom_count:  # killed between ops
+            victims += self._oom_victims(before - self._oom_count, 0.0)
+        self._oom_count = before
         try:
             out = self.do_op(op, snapshots)
         except WorkerDied as exc:
-            if oom_kills() == before:
+            after = oom_kills()
+            if after == before:
                 raise
-            out = {"ok": False, "error": "OOM"}
+            self._oom_count = after
+            # the op's own task, or the child a fork had just made (the fork
+            # itself completed, as when any other task is the victim)
+            out = {"ok": False, "error": "OOM"} if exc.proc.task == op.task else {"ok": True}
             self._bury(exc.proc)
-            victims = [exc.proc.task, *self._oom_victims(0.0)]
+            self._kill_strays()  # a child the dying worker was forking
+            victims = [exc.proc.task, *victims, *self._oom_victims(after - before - 1, 0.0)]
         else:
-            if oom_kills() == before:
-                return out
-            victims = self._oom_victims(OOM_SETTLE)
+            after = oom_kills()
+            self._oom_count = after
+            if after != before:
+                victims += self._oom_victims(after - before, OOM_SETTLE)
         if victims:
             # as the model does (docs/divergences.md 2): the op's own task
             # first, further victims in "also_killed"
@@ -269,20 +289,24 @@ class KernelRun:
                 out["also_killed"] = victims[1:]
         return out
 
-    def _oom_victims(self, settle: float) -> list[str]:
-        """Workers gone after an OOM kill (which may have been another process's),
-        waiting up to ``settle`` seconds for a SIGKILLed one to finish exiting."""
-        poller = select.poll()
-        by_fd = {}
-        for proc in self.procs.values():
-            if proc.alive:
-                poller.register(proc.pidfd, select.POLLIN)
-                by_fd[proc.pidfd] = proc
-        ready = poller.poll(int(settle * 1000))
-        dead = [by_fd[fd] for fd, _ in ready]
-        for proc in dead:
-            self._bury(proc)
-        return [proc.task for proc in dead]
+    def _oom_victims(self, kills: int, settle: float) -> list[str]:
+        """Workers gone after `kills` OOM kills (some may have been another
+        process's), waiting up to `settle` seconds for SIGKILLed ones to
+        finish exiting; a dead worker found meanwhile is buried either way."""
+        found: list[str] = []
+        deadline = time.monotonic() + settle
+        while True:
+            by_fd = {p.pidfd: p for p in self.procs.values() if p.alive}
+            poller = select.poll()
+            for fd in by_fd:
+                poller.register(fd, select.POLLIN)
+            left = max(0.0, deadline - time.monotonic())
+            ready = poller.poll(int(left * 1000)) if by_fd else []
+            for fd, _ in ready:
+                self._bury(by_fd[fd])
+                found.append(by_fd[fd].task)
+            if len(found) >= kills or not ready or time.monotonic() >= deadline:
+                return found
 
     def _bury(self, proc: _Proc) -> None:
         """A worker the kernel killed: reap it and forget its task (ESRCH from now on)."""
@@ -376,8 +400,8 @@ class KernelRun:
         """Check what the worker says of itself before running ops in it."""
         try:
             hello, _ = recv_msg(proc.chan)
-        except EOFError:
-            raise RunnerError(f"the worker of task {proc.task} died at start") from None
+        except (EOFError, ConnectionError):
+            raise WorkerDied(proc, f"the worker of task {proc.task} died at start") from None
         if hello.get("pid") != proc.pid:
             raise RunnerError(f"worker of task {proc.task}: pid {hello.get('pid')} != {proc.pid}")
         if not hello["thp_disabled"] or hello["cpus"] != [self.cpu]:
@@ -406,6 +430,9 @@ class KernelRun:
         with signals_blocked():
             try:
                 reply = self._call(parent, ("fork",), [theirs.fileno()])
+            except BaseException:
+                ours.close()  # the parent died (or we were stopped): no child to talk to
+                raise
             finally:
                 theirs.close()
             if not reply["ok"]:

@@ -99,8 +99,10 @@ class ModernScheme(AnonVmaChainScheme):
         index = int(self.m.frames.index[frame])
         if st is not None:
             st.anon_vmas += 1  # the root's rwsem
-        hits = [vma for vma in self.walk_order(av)
-                if vma.pgoff <= index < vma.pgoff + (vma.end - vma.start)]
+        # the covering VMAs, then in tree order (a stable sort keeps insertion order)
+        hits = sorted((avc.vma for avc in av.head
+                       if avc.vma.pgoff <= index < avc.vma.pgoff + (avc.vma.end - avc.vma.start)),
+                      key=_pgoff)
         if st is not None:
             st.listed += len(hits)
         for vma in hits:
