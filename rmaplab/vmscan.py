@@ -89,7 +89,8 @@ def _activate_locked(m: Machine, frame: int) -> None:
     """shrink_folio_list's activate_locked: a page reclaim keeps goes to the
     active list, and, being no candidate for swapping now, gives its swap
     slot back when swap is more than half full (folio_free_swap: only if no
-    swap PTE names the slot)."""
+    swap PTE names the slot). 6.18 frees it for an mlocked page too; the
+    model never gets here with one (cull_mlocked passes them over)."""
     if m.frames.flags[frame] & PG_SWAPCACHE and m.swap is not None and m.swap.full():
         m.swap.try_free_swap(m, frame)
     _touch(m, frame, True)
