@@ -227,6 +227,9 @@ def try_to_unuse_2004(m: Machine) -> None:
     c = m.counters
     for slot in np.flatnonzero((sw.swap_map > 0) | sw.has_cache).tolist():
         frame = swapin_to_cache(m, slot, None)
+        held = ring[start]
+        if held is not None and (held.dead or held.mm_users == 0):
+            start = 0  # don't hold on to a start_mm that is exiting: back to init_mm
         if frame < 0:
             continue
         per_mm: dict[int, list] = {}

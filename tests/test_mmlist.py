@@ -325,3 +325,40 @@ def test_try_to_unuse_2004_start_mm_rule() -> None:
     assert m.counters["swapoff_mms"] - before == 5
     assert m.read("a", A + P, 2, []) == [1, 7] and m.read("b", A, 2, []) == [1, 1]
     m.check()
+
+
+def test_try_to_unuse_2004_lets_go_of_an_exiting_start_mm(monkeypatch) -> None:
+    """2.6.9's try_to_unuse does not hold on to a start_mm whose task has
+    gone (mm_users down to its own reference): the next slot starts from
+    init_mm again, in mmlist order. mmlist set by hand to [c, x, a, b]:
+    slots 0-3 are a's alone (a becomes the start), slots 4-7 are shared by
+    b and its child c, 8-11 are x's. a exits as swapoff reads slot 4 in.
+    From init_mm slot 4 visits c (hit), x (miss), passes a, b (hit): 3 mms;
+    held on to, a would have led to b then round to c: 2."""
+    from rmaplab import swap_state
+
+    m = machine(unuse="2004")
+    with_pages(m, "a", 4, 1)
+    m.madvise("a", A, 4, "pageout")  # slots 0-3
+    with_pages(m, "b", 4, 2)
+    m.madvise("b", A, 4, "pageout")  # slots 4-7
+    m.fork("b", "c")  # c shares b's slots
+    with_pages(m, "x", 4, 3)
+    m.madvise("x", A, 4, "pageout")  # slots 8-11
+    m.mmlist[:] = [mm_of(m, n) for n in ("c", "x", "a", "b")]
+    a_mm = mm_of(m, "a")
+    real = swap_state.swapin_to_cache
+    at: dict[int, int] = {}
+
+    def swapin(mach: Machine, slot: int, mm):
+        at[slot] = mach.counters["swapoff_mms"]
+        if slot == 4:
+            a_mm.mm_users = 0  # a's task is gone; swapoff holds the last reference
+        return real(mach, slot, mm)
+
+    monkeypatch.setattr(swap_state, "swapin_to_cache", swapin)
+    swapfile.try_to_unuse_2004(m)
+    a_mm.mm_users = 1
+    # slot 0: c, x miss, a hit; slots 1-3: a at once
+    assert at[4] == 3 + 3
+    assert at[5] - at[4] == 3  # c, x, b from init_mm
