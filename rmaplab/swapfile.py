@@ -209,7 +209,8 @@ def try_to_unuse_2004(m: Machine) -> None:
     somewhere (page->mapping set), only one PTE per VMA is looked at. Where
     the next slot starts (set_start_mm): unchanged if start_mm held this
     one, else the first mm after it that did; and passing init_mm re-arms
-    that, so the first holder after the wrap becomes the start.
+    that, so the first holder after the wrap becomes the start. A start_mm
+    whose task has gone is let go of: the search starts from init_mm.
     Cost charged: swapoff_mms (mms visited), swapoff_ptes (PTEs looked at).
     """
     from .swap_state import delete_from_swap_cache, swapin_to_cache, unuse_pte
