@@ -17,6 +17,7 @@ from pathlib import Path
 import click
 
 from .machine import DEFAULT_FRAMES, Config, Machine
+from .progress import op_progress
 from .replay import run_op
 from .rmap import SCHEMES
 from .trace import TraceError, load_trace
@@ -61,8 +62,9 @@ def replay_cmd(trace: Path, scheme: str, results_path: Path, snapshots_path: Pat
         sys.exit(2)
     line = 0
     try:
-        with files:
+        with files, op_progress("replay", len(ops)) as advance:
             for op in ops:
+                advance()
                 line = op.line
                 res, snap = run_op(m, op)
                 rf.write(_dump(res))

@@ -22,6 +22,7 @@ from typing import IO, Any
 
 import click
 
+from ..progress import op_progress
 from ..trace import Op, TraceError, load_trace
 from .observe import KernelUnavailable
 from .runner import Interrupted
@@ -98,7 +99,9 @@ def kernel_run_cmd(trace: str, results_path: str, snapshots_path: str | None,
         if snapshots_path is not None:
             outs.append(_open_out(snapshots_path))
         try:
-            results, snapshots = run_on_kernel(ops, cpu=cpu, wait_lock=wait_lock)
+            with op_progress("kernel-run", len(ops)) as advance:
+                results, snapshots = run_on_kernel(ops, cpu=cpu, wait_lock=wait_lock,
+                                                   on_op=advance)
             write_jsonl(outs[0], results)
             if len(outs) > 1:
                 write_jsonl(outs[1], snapshots)
@@ -137,7 +140,8 @@ def kernel_diff_cmd(trace: str, scheme: str | None, wait_lock: float) -> None:
                                          + ", ".join(SCHEMES), param_hint="--scheme")
 
         def run_kernel(prefix: list[Op]) -> tuple[list[dict], list[dict]]:
-            return run_on_kernel(prefix, wait_lock=wait_lock)
+            with op_progress("kernel run", len(prefix)) as advance:
+                return run_on_kernel(prefix, wait_lock=wait_lock, on_op=advance)
 
         return kernel_diff(ops, scheme=scheme, echo=click.echo, run_kernel=run_kernel)
 

@@ -32,7 +32,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Self
 
@@ -237,7 +237,9 @@ class KernelRun:
 
     # -- the trace ---------------------------------------------------------
 
-    def run(self, ops: list[Op]) -> tuple[list[dict], list[dict]]:
+    def run(self, ops: list[Op], on_op: Callable[[], None] | None = None
+            ) -> tuple[list[dict], list[dict]]:
+        """Every op in turn; on_op() after each (a progress bar)."""
         results: list[dict] = []
         snapshots: list[dict] = []
         self._oom_count = oom_kills()
@@ -245,6 +247,8 @@ class KernelRun:
             res: dict[str, Any] = {"line": op.line, "op": op.op}
             res.update(self.do_op_oom(op, snapshots))
             results.append(res)
+            if on_op is not None:
+                on_op()
         return results, snapshots
 
     def do_op_oom(self, op: Op, snapshots: list[dict]) -> dict[str, Any]:
@@ -469,7 +473,8 @@ def worker_children(parent: int | None = None) -> list[int]:
 
 
 def run_on_kernel(ops: list[Op], *, cpu: int | None = None, lock_path: str = LOCK_PATH,
-                  wait_lock: float = 0.0) -> tuple[list[dict], list[dict]]:
+                  wait_lock: float = 0.0, on_op: Callable[[], None] | None = None
+                  ) -> tuple[list[dict], list[dict]]:
     """Run validated ``ops`` in real processes; return (results, snapshots).
 
     Raises KernelUnavailable when this machine cannot run traces, Interrupted
@@ -480,4 +485,4 @@ def run_on_kernel(ops: list[Op], *, cpu: int | None = None, lock_path: str = LOC
     need_swap = any(op.op == "swapon" for op in ops)
     with stop_signals_raise(), KernelRun(cpu=cpu, lock_path=lock_path, wait_lock=wait_lock,
                                          need_swap=need_swap) as run:
-        return run.run(ops)
+        return run.run(ops, on_op)
