@@ -128,16 +128,22 @@ def dup_anon_vma(m: Machine, dst: VMA, src: VMA) -> bool:
         m.rmap.vma_clone(dst, src)
     except BaseException:
         dst.anon_vma = None
-        dst.flags &= ~VM_LOCK_RMAP
+        importer_ready(dst)
         raise
     dst.lineage = src.lineage
     dst.forked = src.forked
     return True
 
 
+def importer_ready(vma: VMA) -> None:
+    """Seed 002: walks may follow the importer again, vma_adjust having set
+    every bound or the import failed (a no-op unless dup_anon_vma flagged it)."""
+    vma.flags &= ~VM_LOCK_RMAP
+
+
 def undo_dup_anon_vma(m: Machine, dst: VMA) -> None:
     m.rmap.vma_unlink(dst)
-    dst.flags &= ~VM_LOCK_RMAP
+    importer_ready(dst)
     dst.lineage = None
     dst.forked = False
 
@@ -227,7 +233,7 @@ def unlink_merged(m: Machine, gone: VMA) -> None:
 def remove_merged(m: Machine, target: VMA, gone: VMA) -> None:
     """vma_complete's removal: gone's pages now belong to target."""
     unlink_merged(m, gone)
-    target.flags &= ~VM_LOCK_RMAP  # seed 002: the importer is set up
+    importer_ready(target)
     m.surgery_point("remove_merged:unlinked", target, gone)
     if gone.lineage is not None or gone.avcs:
         m.rmap.vma_merge(target, gone)
@@ -312,7 +318,7 @@ def vma_merge_existing_range(m: Machine, prev: VMA | None, mid: VMA, start: int,
             m.surgery_point("merge_left:prev_grown", prev, mid)
             set_range(m, mid, end, mid.end, mid.pgoff + k)
             m.surgery_point("merge_left:mid_shrunk", prev, mid)
-            prev.flags &= ~VM_LOCK_RMAP
+            importer_ready(prev)
         return prev
     # merge_right: next extends down to start; mid shrinks or goes
     assert nxt is not None  # merge_right implies it
@@ -333,7 +339,7 @@ def vma_merge_existing_range(m: Machine, prev: VMA | None, mid: VMA, start: int,
         set_range(m, mid, mid.start, start, mid.pgoff)
         m.surgery_point("merge_right:mid_shrunk", nxt, mid)
         set_range(m, nxt, start, nxt.end, nxt.pgoff - npages)
-        nxt.flags &= ~VM_LOCK_RMAP
+        importer_ready(nxt)
     return nxt
 
 
@@ -386,7 +392,7 @@ def vma_merge_new_range(m: Machine, mm: MM, start: int, end: int, flags: int, pg
         else:
             target.pt = np.concatenate((target.pt, gap))
             set_range(m, target, target.start, end, target.pgoff)
-            target.flags &= ~VM_LOCK_RMAP
+            importer_ready(target)
         return target
     assert nxt is not None  # right implies it
     target = nxt
@@ -394,7 +400,7 @@ def vma_merge_new_range(m: Machine, mm: MM, start: int, end: int, flags: int, pg
         dup_anon_vma(m, target, copied_from)
     target.pt = np.concatenate((np.zeros(npages, np.int64), target.pt))
     set_range(m, target, start, target.end, pgoff)
-    target.flags &= ~VM_LOCK_RMAP
+    importer_ready(target)
     return target
 
 

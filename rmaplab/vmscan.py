@@ -298,7 +298,7 @@ def try_to_free_pages(m: Machine, pages: int) -> int:
     any_vol = any_volatile(m)
     ft = m.frames
 
-    def lru(active: bool) -> np.ndarray:
+    def lru(active: bool, anon_ok: bool) -> np.ndarray:
         frames = _lru_list(m, active)
         if anon_ok:
             return frames
@@ -309,13 +309,13 @@ def try_to_free_pages(m: Machine, pages: int) -> int:
 
     for _ in range(2):
         anon_ok = _can_reclaim_anon(m) or (any_vol and m.config.volatile_noswap)
-        inactive = lru(False)
-        active = lru(True)
+        inactive = lru(False, anon_ok)
+        active = lru(True, anon_ok)
         if len(inactive) < len(active):
             # shrink_active_list: anonymous pages are deactivated regardless
             for f in active[: len(active) - len(inactive) + 1].tolist():
                 _touch(m, f, False)
-            inactive = lru(False)
+            inactive = lru(False, anon_ok)
         if m.pinned is not None and len(m.pinned):
             inactive = inactive[~np.isin(inactive, m.pinned)]
         for f in inactive.tolist():

@@ -27,15 +27,19 @@ def same_prefix(scheme: str, base, results, snapshots) -> None:
     assert snapshots == base.snapshots[:len(snapshots)], f"{scheme} snapshots differ"
 
 
-@pytest.mark.parametrize("seed", range(1, 21))
-def test_random_trace_same_under_every_scheme(seed: int) -> None:
-    ops = parse_trace_lines(generate_trace(seed, 300, kernel_only=True, no_swap=True))
-    base = replay(ops, scheme=SCHEMES[0], check=True)
+def every_scheme_agrees(ops, base, frames: int | None = None) -> None:
+    """Every other scheme gives base's results and snapshots (anonmm up to its copy)."""
     for scheme in SCHEMES[1:]:
-        results, snapshots = replay_until_divergence(ops, scheme)
+        results, snapshots = replay_until_divergence(ops, scheme, frames=frames)
         if scheme != "anonmm":
             assert len(results) == len(ops)
         same_prefix(scheme, base, results, snapshots)
+
+
+@pytest.mark.parametrize("seed", range(1, 21))
+def test_random_trace_same_under_every_scheme(seed: int) -> None:
+    ops = parse_trace_lines(generate_trace(seed, 300, kernel_only=True, no_swap=True))
+    every_scheme_agrees(ops, replay(ops, scheme=SCHEMES[0], check=True))
 
 
 @pytest.mark.parametrize("seed", range(1, 11))
@@ -44,12 +48,7 @@ def test_random_trace_with_swap_same_under_every_scheme(seed: int) -> None:
     pageout and free among the ops: still nothing a user sees may differ."""
     ops = parse_trace_lines(generate_trace(seed, 300, kernel_only=True,
                                            swap_pages=32 if seed % 2 else 256))
-    base = replay(ops, scheme=SCHEMES[0], check=True)
-    for scheme in SCHEMES[1:]:
-        results, snapshots = replay_until_divergence(ops, scheme)
-        if scheme != "anonmm":
-            assert len(results) == len(ops)
-        same_prefix(scheme, base, results, snapshots)
+    every_scheme_agrees(ops, replay(ops, scheme=SCHEMES[0], check=True))
 
 
 @pytest.mark.parametrize("seed", range(1, 6))
@@ -58,8 +57,4 @@ def test_random_trace_oom_same_under_every_scheme(seed: int) -> None:
     ops = parse_trace_lines(generate_trace(seed, 300, kernel_only=True, no_swap=True))
     base = replay(ops, scheme=SCHEMES[0], check=True, frames=60)
     assert any("killed" in r for r in base.results), "the trace should trigger the OOM killer"
-    for scheme in SCHEMES[1:]:
-        results, snapshots = replay_until_divergence(ops, scheme, frames=60)
-        if scheme != "anonmm":
-            assert len(results) == len(ops)
-        same_prefix(scheme, base, results, snapshots)
+    every_scheme_agrees(ops, base, frames=60)

@@ -313,10 +313,10 @@ class KernelRun:
                 return found
 
     def _bury(self, proc: _Proc) -> None:
-        """A worker the kernel killed: reap it and forget its task (ESRCH from now on)."""
+        """A worker that exited or was killed: reap it and forget its task
+        (ESRCH from now on)."""
         if not self._wait_gone(proc):
-            raise RunnerError(f"worker pid {proc.pid} (task {proc.task}) was killed "
-                              "but did not exit")
+            raise RunnerError(f"worker pid {proc.pid} (task {proc.task}) did not exit")
         os.close(proc.pidfd)
         proc.chan.close()
         del self.procs[proc.task]
@@ -348,11 +348,7 @@ class KernelRun:
             return self._fork(proc, op.child)
         if kind == "exit":
             self._call(proc, ("exit",))
-            if not self._wait_gone(proc):
-                raise RunnerError(f"worker pid {proc.pid} (task {proc.task}) did not exit")
-            os.close(proc.pidfd)
-            proc.chan.close()
-            del self.procs[proc.task]
+            self._bury(proc)
             return {"ok": True}
         if kind == "read":
             return self._call(proc, ("access", op.addr, op.pages, None))
