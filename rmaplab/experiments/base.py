@@ -42,6 +42,9 @@ class Experiment:
     params: dict[str, list]  # defaults; --param k=v1,v2 overrides
     run: Callable[[str, dict], dict]  # (scheme, params) -> metrics
     columns: Sequence[str]  # metrics shown in the table
+    # a short table header and its meaning (with the unit) per column and
+    # parameter, printed as a legend below the table (table.py)
+    legend: dict[str, tuple[str, str]] = field(default_factory=dict)
     claims: list[Claim] = field(default_factory=list)
     plots: list[Plot] = field(default_factory=list)
     schemes: Sequence[str] | None = None  # default schemes (None: all)

@@ -19,9 +19,9 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from ..rmap import SCHEMES
+from . import table
 from .base import Experiment
 
 
@@ -138,25 +138,14 @@ def plot(exp: Experiment, records: list[dict], out: Path) -> list[Path]:
     return files
 
 
-def _fmt(v) -> str:
-    if isinstance(v, float):
-        return f"{v:,.3f}" if abs(v) < 1000 else f"{v:,.0f}"
-    if isinstance(v, int):
-        return f"{v:,}"
-    return str(v)
-
-
 def print_report(exp: Experiment, records: list[dict], console: Console | None = None) -> None:
     console = console or Console()
     # parameters that take one value in this run go in the title, not the columns
     params = [k for k in exp.params if len({r.get(k) for r in records}) > 1]
     fixed = [f"{k}={records[0].get(k)}" for k in exp.params if k not in params and records]
-    table = Table(title=exp.title + (f" ({', '.join(fixed)})" if fixed else ""))
-    for c in ["scheme", *params, *exp.columns]:
-        table.add_column(c, justify="left" if c == "scheme" else "right")
-    for r in records:
-        table.add_row(*[_fmt(r.get(c, "")) for c in ["scheme", *params, *exp.columns]])
-    console.print(table)
+    title = exp.title + (f" ({', '.join(fixed)})" if fixed else "")
+    table.render(console, title, records, table.columns_for(["scheme", *params], exp.legend),
+                 table.columns_for(exp.columns, exp.legend))
     for claim in exp.claims:
         console.print(f"[bold]REFERENCES.md row {claim.row}[/bold]: {claim.text}\n"
                       f"  published: {claim.published}\n  rmaplab:   {claim.ours(records)}")
