@@ -14,17 +14,11 @@ from pathlib import Path
 
 import pytest
 from rich.console import Console
+from small_grids import SMALL
 
 from rmaplab.experiments import experiments, print_report, run_experiment
 from rmaplab.experiments.table import columns_for, number_format
 from rmaplab.rmap import SCHEMES
-
-#: the smallest grid of each experiment that still has two values to a row
-SMALL = {"aim7": ["procs=2,4", "pages=8"], "hierarchy": ["generations=2,4", "vmas=2"],
-         "kbuild": ["jobs=1,2", "units=4", "libs=1", "heap_pages=8"],
-         "contention": ["cpus=1,2", "procs=4", "pages=8", "rounds=1"], "race": ["pages=4"],
-         "allocator": ["arenas=1", "spans=2", "rounds=1"],
-         "swapoff": ["procs=2,4", "pages=8", "writes=1"]}
 
 
 @pytest.fixture(scope="module")

@@ -128,7 +128,8 @@ EXPERIMENT = Experiment(
                   ours=lambda rs: "volatile splits/merges VMAs and takes mmap_sem for write; "
                                   "dontneed and free never do (see vma_split, mmap_sem_write)")],
     plots=[Plot(x="pressure", y="reuse_faults", xlabel="memory pressure",
-                ylabel="page faults when spans are reused", series="advice")],
+                ylabel="page faults when spans are reused", series="advice",
+                title="allocator: faults on reuse by how the spans were returned")],
     schemes=("modern",),
     doc="docs/experiments/allocator.md",
 )

@@ -113,10 +113,12 @@ EXPERIMENT = Experiment(
             Claim(row="-", text="pte_chain's try_to_unmap trylocks page_table_lock and returns "
                                 "SWAP_AGAIN when it fails (seed 001)",
                   published="no figure; the mechanism", ours=_trylock)],
-    plots=[Plot(x="cpus", y="throughput_jpm", xlabel="CPUs", logx=True,
-                ylabel="jobs (fork + COW + exit) per simulated minute", series="curve"),
-           Plot(x="cpus", y="wait_share", xlabel="CPUs", logx=True,
-                ylabel="share of CPU time spinning on locks", series="curve")],
+    plots=[Plot(x="cpus", y="throughput_jpm", xlabel="CPUs (K)", logx=True, dash="procs",
+                ylabel="jobs (fork + COW + exit) per simulated minute",
+                title="contention: throughput against CPUs"),
+           Plot(x="cpus", y="wait_share", xlabel="CPUs (K)", logx=True, dash="procs",
+                ylabel="share of CPU time spinning on locks",
+                title="contention: time spent spinning on locks")],
     doc="docs/experiments/contention.md",
 )
 
@@ -153,7 +155,9 @@ RACE = Experiment(
                                 "find every PTE; Rik van Riel: a VMA half set up or torn down "
                                 "has no PTEs, and a split leaves the other VMA covering them",
                   published="seed 002, 1-2 Feb 2010 (no figure)", ours=_race_claim)],
-    plots=[Plot(x="vm_lock_rmap", y="misses_open", xlabel="VM_LOCK_RMAP (0 removed, 1 kept)",
-                ylabel="PTEs missed by walks at reachable boundaries")],
+    plots=[Plot(x="vm_lock_rmap", y="misses_open", xlabel="the VM_LOCK_RMAP flag",
+                ylabel="PTEs missed by walks at reachable boundaries", kind="bar",
+                xlabels={0: "removed (0)", 1: "kept (1)"},
+                title="race: PTEs that rmap walks miss during VMA surgery")],
     doc="docs/experiments/contention.md",
 )

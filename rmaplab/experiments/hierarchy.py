@@ -82,7 +82,8 @@ EXPERIMENT = Experiment(
                   published="unbounded (2012 reproducer) vs <= 2 per VMA (commit 7a3ef208e662)",
                   ours=_claim)],
     plots=[Plot(x="generations", y="anon_vmas", xlabel="generations of fork + exit",
-                ylabel="live anon_vmas", logx=True, logy=True)],
+                ylabel="live anon_vmas", logx=True, logy=True,
+                title="hierarchy: anon_vmas left by a fork chain")],
     schemes=("modern", "anon_vma_chain"),
     doc="docs/experiments/hierarchy.md",
 )

@@ -23,6 +23,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from ..rmap import SCHEMES
 from . import table
 from .base import Experiment
+from .plots import plot
 
 
 def parse_params(exp: Experiment, pairs: Sequence[str]) -> dict[str, list]:
@@ -102,39 +103,6 @@ def write_outputs(exp: Experiment, records: list[dict], out: Path) -> list[Path]
     pq.write_table(pa.Table.from_pylist(records), path)
     files.append(path)
     files.extend(plot(exp, records, out))
-    return files
-
-
-def plot(exp: Experiment, records: list[dict], out: Path) -> list[Path]:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    files = []
-    for k, spec in enumerate(exp.plots):
-        fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
-        series = sorted({r[spec.series] for r in records}, key=str)
-        for s in series:
-            pts = sorted((r[spec.x], r[spec.y]) for r in records if r[spec.series] == s)
-            if pts:
-                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=str(s))
-        ax.set_xlabel(spec.xlabel)
-        ax.set_ylabel(spec.ylabel)
-        if spec.logx:
-            ax.set_xscale("log")
-        if spec.logy:
-            ax.set_yscale("log")
-        ax.set_title(f"{exp.title}")
-        ax.grid(True, alpha=0.3)
-        ax.legend(title=spec.series)
-        fig.tight_layout()
-        stem = out / f"{exp.name}-{spec.y}" if len(exp.plots) > 1 else out / exp.name
-        for ext in ("png", "svg"):
-            path = stem.with_suffix(f".{ext}")
-            fig.savefig(path)
-            files.append(path)
-        plt.close(fig)
-        del k
     return files
 
 

@@ -166,7 +166,8 @@ EXPERIMENT = Experiment(
                   published="~1,200M unuse_pte_range calls, 8 min vs ~9.0K calls, 3 min",
                   ours=_claim)],
     plots=[Plot(x="procs", y="ptes", xlabel="processes in the fork tree (N)",
-                ylabel="PTEs swapoff looks at", logx=True, logy=True, series="unuse")],
+                ylabel="PTEs swapoff looks at", logx=True, logy=True, series="unuse",
+                title="swapoff: PTEs looked at, try_to_unuse 2004 against 2019")],
     schemes=("modern",),
     doc="docs/experiments/swapoff.md",
 )
