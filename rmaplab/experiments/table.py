@@ -35,7 +35,8 @@ class Column:
 def number_format(values: Sequence[object]) -> Callable[[object], str]:
     """One format for every value of a column: integers (and floats that are
     all whole) with thousands separators; other floats with the decimals the
-    smallest non-zero value needs for three significant digits (0 to 4)."""
+    smallest non-zero value needs for four significant digits (0 to 4), so
+    (2N+1)/(N+1) at N=1,000 reads 1.999, not 2.00."""
     nums = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
     if not nums or len(nums) != len([v for v in values if v is not None and v != ""]):
         return _text
@@ -43,7 +44,7 @@ def number_format(values: Sequence[object]) -> Callable[[object], str]:
     if all(float(v).is_integer() for v in finite):
         return lambda v: _num(v, 0)
     small = min((abs(v) for v in finite if v != 0), default=1.0)
-    decimals = max(0, min(4, 2 - math.floor(math.log10(small))))
+    decimals = max(0, min(4, 3 - math.floor(math.log10(small))))
     return lambda v: _num(v, decimals)
 
 
