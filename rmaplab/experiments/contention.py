@@ -25,7 +25,6 @@ def run(scheme: str, p: dict) -> dict:
                         reclaim=int(p["reclaim"]), unmap=float(p["unmap"]),
                         rounds=int(p["rounds"]), seed=int(p["seed"]))
     out: dict[str, object] = dict(run_aim7(scheme, params))
-    out["curve"] = f"{scheme} N={params.procs}"
     return out
 
 
