@@ -23,6 +23,7 @@ from typing import Any
 
 from . import __version__
 from .experiments import Experiment, Plot
+from .plotstyle import SCHEME_STYLE
 from .store import Store
 from .sweep_spec import resolve_experiment
 
@@ -126,6 +127,8 @@ def plot_svg(exp_title: str, spec: Plot, points: list[dict], varying: list[str])
         look: dict[str, Any] = {
             "marker": markers[n % len(markers)], "linestyle": styles[n % len(styles)],
             "markersize": 7 - 0.6 * (n % 5), "label": name}
+        if spec.series == "scheme":  # a scheme's own colour and marker, as everywhere
+            look.update(SCHEME_STYLE.get(str(series[name][0].get("scheme")), {}))
         rows = sorted(series[name], key=lambda p: p[spec.x])
         xs = [p[spec.x] for p in rows]
         ys = [p[spec.y] for p in rows]

@@ -104,6 +104,21 @@ EXPERIMENT = Experiment(
     run=run,
     columns=("madvise_ptes", "reuse_faults", "zero_filled", "discarded", "pswpout",
              "vma_split", "vma_merge", "mmap_sem_write", "wall_s"),
+    legend={"advice": ("advice", "how freed spans are returned: MADV_DONTNEED, the "
+                                 "volatile-ranges VMA flag, MADV_FREE"),
+            "pressure": ("pressure", "memory a competitor touches each round: none, "
+                                     "low (1/4 of the arenas' pages), high (0.6 of them)"),
+            "arenas": ("arenas", "processes, each with an arena"),
+            "spans": ("spans", "spans of 16 pages per arena"),
+            "rounds": ("rounds", "free-and-reuse rounds"),
+            "madvise_ptes": ("madv ptes", "PTEs the madvise calls walk"),
+            "reuse_faults": ("faults", "page faults when the spans are reused"),
+            "zero_filled": ("zeroed", "pages read back as zero on reuse (data dropped)"),
+            "discarded": ("discard", "pages discarded (volatile or lazily freed)"),
+            "pswpout": ("swapout", "pages written to swap"),
+            "vma_split": ("splits", "VMA splits"),
+            "vma_merge": ("merges", "VMA merges"),
+            "mmap_sem_write": ("sem wr", "exclusive mmap_sem acquisitions")},
     claims=[Claim(row="6", text="MADV_FREE over MADV_DONTNEED in jemalloc (no faults and no "
                                 "zeroing on reuse when memory is not needed)",
                   published="ebizzy 2961.90 -> 12069.70 records/s (1 thread)", ours=_win),
@@ -113,7 +128,8 @@ EXPERIMENT = Experiment(
                   ours=lambda rs: "volatile splits/merges VMAs and takes mmap_sem for write; "
                                   "dontneed and free never do (see vma_split, mmap_sem_write)")],
     plots=[Plot(x="pressure", y="reuse_faults", xlabel="memory pressure",
-                ylabel="page faults when spans are reused", series="advice")],
+                ylabel="page faults when spans are reused", series="advice",
+                title="allocator: faults on reuse by how the spans were returned")],
     schemes=("modern",),
     doc="docs/experiments/allocator.md",
 )

@@ -26,13 +26,21 @@ class Claim:
 
 @dataclass(slots=True, kw_only=True)
 class Plot:
+    """One plot of a metric against a parameter (drawn by plots.py)."""
+
     x: str  # a parameter
     y: str  # a metric
     xlabel: str
     ylabel: str
+    title: str = ""  # distinct per plot; default "NAME: ylabel"
     logx: bool = False
     logy: bool = False
-    series: str = "scheme"
+    series: str = "scheme"  # one colour per value (a scheme's own colour)
+    dash: str | None = None  # a parameter told apart by line style (same colour)
+    kind: str = "line"  # or "bar": x is a category (a 0/1 flag)
+    xlabels: dict[object, str] = field(default_factory=dict)  # tick label per x value
+    only: Sequence[str] | None = None  # the series values the metric means something for
+    reference: tuple[float, str] | None = None  # a published value: (y, legend text)
 
 
 @dataclass(slots=True, kw_only=True)
@@ -42,6 +50,9 @@ class Experiment:
     params: dict[str, list]  # defaults; --param k=v1,v2 overrides
     run: Callable[[str, dict], dict]  # (scheme, params) -> metrics
     columns: Sequence[str]  # metrics shown in the table
+    # a short table header and its meaning (with the unit) per column and
+    # parameter, printed as a legend below the table (table.py)
+    legend: dict[str, tuple[str, str]] = field(default_factory=dict)
     claims: list[Claim] = field(default_factory=list)
     plots: list[Plot] = field(default_factory=list)
     schemes: Sequence[str] | None = None  # default schemes (None: all)

@@ -25,7 +25,6 @@ def run(scheme: str, p: dict) -> dict:
                         reclaim=int(p["reclaim"]), unmap=float(p["unmap"]),
                         rounds=int(p["rounds"]), seed=int(p["seed"]))
     out: dict[str, object] = dict(run_aim7(scheme, params))
-    out["curve"] = f"{scheme} N={params.procs}"
     return out
 
 
@@ -85,6 +84,22 @@ EXPERIMENT = Experiment(
     columns=("throughput_jpm", "wait_share", "wait_anon", "sleep_anon", "wait_ptl",
              "hold_max_us_anon", "queue_max_anon", "hot_anon_queue_avg", "hold_max_us_ptl",
              "trylock_fail", "swap_again", "walk_vmas_avg", "wall_s"),
+    legend={"cpus": ("cpus", "simulated CPUs (K)"),
+            "procs": ("procs", "processes of the forking load (N)"),
+            "throughput_jpm": ("jobs/min", "jobs (fork + COW + exit) per simulated minute"),
+            "wait_share": ("spin", "share of CPU time spinning on any lock"),
+            "wait_anon": ("spin av", "share of CPU time spinning on the anon lock "
+                                     "(anon_vma's or anonmm's)"),
+            "sleep_anon": ("sleep av", "share of CPU time asleep on the anon rwsem"),
+            "wait_ptl": ("spin ptl", "share of CPU time spinning on page_table_lock"),
+            "hold_max_us_anon": ("hold av", "longest hold of an anon lock, microseconds"),
+            "queue_max_anon": ("queue av", "most CPUs queued on one anon lock"),
+            "hot_anon_queue_avg": ("hot q", "CPUs queued on the hottest anon lock, average "
+                                            "over time"),
+            "hold_max_us_ptl": ("hold ptl", "longest hold of a page_table_lock, microseconds"),
+            "trylock_fail": ("tryfail", "failed page_table_lock trylocks in try_to_unmap"),
+            "swap_again": ("again", "try_to_unmap calls that returned SWAP_AGAIN"),
+            "walk_vmas_avg": ("walk vmas", "VMAs an rmap walk examines, average")},
     claims=[Claim(row="1", text="seed 002: 'one CPU is walking the page tables of 1000 "
                                 "processes in page_referenced_one, while all other CPUs are "
                                 "stuck on the anon_vma lock' (the old anon_vma; gone with "
@@ -97,10 +112,12 @@ EXPERIMENT = Experiment(
             Claim(row="-", text="pte_chain's try_to_unmap trylocks page_table_lock and returns "
                                 "SWAP_AGAIN when it fails (seed 001)",
                   published="no figure; the mechanism", ours=_trylock)],
-    plots=[Plot(x="cpus", y="throughput_jpm", xlabel="CPUs", logx=True,
-                ylabel="jobs (fork + COW + exit) per simulated minute", series="curve"),
-           Plot(x="cpus", y="wait_share", xlabel="CPUs", logx=True,
-                ylabel="share of CPU time spinning on locks", series="curve")],
+    plots=[Plot(x="cpus", y="throughput_jpm", xlabel="CPUs (K)", logx=True, dash="procs",
+                ylabel="jobs (fork + COW + exit) per simulated minute",
+                title="contention: throughput against CPUs"),
+           Plot(x="cpus", y="wait_share", xlabel="CPUs (K)", logx=True, dash="procs",
+                ylabel="share of CPU time spinning on locks",
+                title="contention: time spent spinning on locks")],
     doc="docs/experiments/contention.md",
 )
 
@@ -124,11 +141,22 @@ RACE = Experiment(
     check=lambda p: None if p["pages"] % 4 == 0 else f"pages={p['pages']}: a multiple of 4",
     run=run_race_point,
     columns=("boundaries", "boundaries_open", "misses_open", "misses_any", "missed_at_open"),
+    legend={"vm_lock_rmap": ("vm_lock_rmap", "1: the VM_LOCK_RMAP flag kept, 0: removed"),
+            "pages": ("pages", "pages of the VMA the surgery cuts"),
+            "boundaries": ("bounds", "step boundaries of the surgery walked at"),
+            "boundaries_open": ("reachable", "of them, boundaries the scheme's walk can reach "
+                                             "(no lock it takes is held)"),
+            "misses_open": ("missed", "PTEs that exist but are not found, at reachable "
+                                      "boundaries"),
+            "misses_any": ("missed any", "the same, at any boundary"),
+            "missed_at_open": ("where", "scenario@boundary of each miss a walk can reach")},
     claims=[Claim(row="-", text="Nick Piggin: rmap is also used for invalidations, which must "
                                 "find every PTE; Rik van Riel: a VMA half set up or torn down "
                                 "has no PTEs, and a split leaves the other VMA covering them",
                   published="seed 002, 1-2 Feb 2010 (no figure)", ours=_race_claim)],
-    plots=[Plot(x="vm_lock_rmap", y="misses_open", xlabel="VM_LOCK_RMAP (0 removed, 1 kept)",
-                ylabel="PTEs missed by walks at reachable boundaries")],
+    plots=[Plot(x="vm_lock_rmap", y="misses_open", xlabel="the VM_LOCK_RMAP flag",
+                ylabel="PTEs missed by walks at reachable boundaries", kind="bar",
+                xlabels={0: "removed (0)", 1: "kept (1)"},
+                title="race: PTEs that rmap walks miss during VMA surgery")],
     doc="docs/experiments/contention.md",
 )

@@ -69,13 +69,21 @@ EXPERIMENT = Experiment(
     check=_check,
     run=run,
     columns=("anon_vmas", "avcs", "vmas_live", "anon_vmas_per_vma", "peak_anon_vmas", "wall_s"),
+    legend={"generations": ("generations", "generations of fork + exit"),
+            "vmas": ("vmas", "VMAs of 4 pages the first process maps"),
+            "anon_vmas": ("anon_vmas", "anon_vma objects live at the end"),
+            "avcs": ("avcs", "anon_vma_chain objects live at the end"),
+            "vmas_live": ("vmas", "VMAs live at the end"),
+            "anon_vmas_per_vma": ("av/vma", "anon_vmas per live VMA"),
+            "peak_anon_vmas": ("av peak", "most anon_vmas live at once")},
     claims=[Claim(row="4", text="serial fork chains grow anon_vmas and avcs without bound "
                                 "under anon_vma_chain; the 2015 reuse rule bounds anon_vmas "
                                 "to at most twice the VMAs",
                   published="unbounded (2012 reproducer) vs <= 2 per VMA (commit 7a3ef208e662)",
                   ours=_claim)],
     plots=[Plot(x="generations", y="anon_vmas", xlabel="generations of fork + exit",
-                ylabel="live anon_vmas", logx=True, logy=True)],
+                ylabel="live anon_vmas", logx=True, logy=True,
+                title="hierarchy: anon_vmas left by a fork chain")],
     schemes=("modern", "anon_vma_chain"),
     doc="docs/experiments/hierarchy.md",
 )

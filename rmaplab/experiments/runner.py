@@ -19,10 +19,11 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from ..rmap import SCHEMES
+from . import table
 from .base import Experiment
+from .plots import plot
 
 
 def parse_params(exp: Experiment, pairs: Sequence[str]) -> dict[str, list]:
@@ -105,58 +106,14 @@ def write_outputs(exp: Experiment, records: list[dict], out: Path) -> list[Path]
     return files
 
 
-def plot(exp: Experiment, records: list[dict], out: Path) -> list[Path]:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    files = []
-    for k, spec in enumerate(exp.plots):
-        fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
-        series = sorted({r[spec.series] for r in records}, key=str)
-        for s in series:
-            pts = sorted((r[spec.x], r[spec.y]) for r in records if r[spec.series] == s)
-            if pts:
-                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=str(s))
-        ax.set_xlabel(spec.xlabel)
-        ax.set_ylabel(spec.ylabel)
-        if spec.logx:
-            ax.set_xscale("log")
-        if spec.logy:
-            ax.set_yscale("log")
-        ax.set_title(f"{exp.title}")
-        ax.grid(True, alpha=0.3)
-        ax.legend(title=spec.series)
-        fig.tight_layout()
-        stem = out / f"{exp.name}-{spec.y}" if len(exp.plots) > 1 else out / exp.name
-        for ext in ("png", "svg"):
-            path = stem.with_suffix(f".{ext}")
-            fig.savefig(path)
-            files.append(path)
-        plt.close(fig)
-        del k
-    return files
-
-
-def _fmt(v) -> str:
-    if isinstance(v, float):
-        return f"{v:,.3f}" if abs(v) < 1000 else f"{v:,.0f}"
-    if isinstance(v, int):
-        return f"{v:,}"
-    return str(v)
-
-
 def print_report(exp: Experiment, records: list[dict], console: Console | None = None) -> None:
     console = console or Console()
     # parameters that take one value in this run go in the title, not the columns
     params = [k for k in exp.params if len({r.get(k) for r in records}) > 1]
     fixed = [f"{k}={records[0].get(k)}" for k in exp.params if k not in params and records]
-    table = Table(title=exp.title + (f" ({', '.join(fixed)})" if fixed else ""))
-    for c in ["scheme", *params, *exp.columns]:
-        table.add_column(c, justify="left" if c == "scheme" else "right")
-    for r in records:
-        table.add_row(*[_fmt(r.get(c, "")) for c in ["scheme", *params, *exp.columns]])
-    console.print(table)
+    title = exp.title + (f" ({', '.join(fixed)})" if fixed else "")
+    table.render(console, title, records, table.columns_for(["scheme", *params], exp.legend),
+                 table.columns_for(exp.columns, exp.legend))
     for claim in exp.claims:
         console.print(f"[bold]REFERENCES.md row {claim.row}[/bold]: {claim.text}\n"
                       f"  published: {claim.published}\n  rmaplab:   {claim.ours(records)}")

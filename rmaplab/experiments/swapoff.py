@@ -150,12 +150,24 @@ EXPERIMENT = Experiment(
     check=_check,
     run=run,
     columns=("slots", "mms", "ptes", "swapoff_s", "wall_s"),
+    legend={"procs": ("procs", "processes in the fork tree (N)"),
+            "shape": ("shape", "fork tree: chain, fan (all children of one parent) or tree "
+                               "(8 children each)"),
+            "unuse": ("unuse", "try_to_unuse: 2004 (slot by slot round mmlist) or 2019 (one "
+                               "pass over each mm's page tables)"),
+            "pages": ("pages", "pages the parent pages out"),
+            "writes": ("writes", "pages each child writes and pages out"),
+            "slots": ("slots", "swap slots in use before swapoff"),
+            "mms": ("mms", "mms swapoff visits"),
+            "ptes": ("ptes", "PTEs swapoff looks at (unuse_pte_range)"),
+            "swapoff_s": ("swapoff s", "host time of the swapoff, seconds")},
     claims=[Claim(row="5", text="swapoff's try_to_unuse is quadratic; the per-mm rewrite is "
                                 "linear (about 6 GB swapped, 8 CPUs)",
                   published="~1,200M unuse_pte_range calls, 8 min vs ~9.0K calls, 3 min",
                   ours=_claim)],
     plots=[Plot(x="procs", y="ptes", xlabel="processes in the fork tree (N)",
-                ylabel="PTEs swapoff looks at", logx=True, logy=True, series="unuse")],
+                ylabel="PTEs swapoff looks at", logx=True, logy=True, series="unuse",
+                title="swapoff: PTEs looked at, try_to_unuse 2004 against 2019")],
     schemes=("modern",),
     doc="docs/experiments/swapoff.md",
 )
