@@ -42,7 +42,7 @@ def test_cli_experiment_writes_table_and_plot(tmp_path: Path) -> None:
                                     "procs=2,3", "--param", "pages=8", "--out", str(tmp_path),
                                     "--no-progress"])
     assert out.exit_code == 0, out.output
-    assert "REFERENCES.md row 1" in out.output and "listed" in out.output
+    assert "docs/references.md#aim7-anon-vma-chain" in out.output and "listed" in out.output
     assert (tmp_path / "aim7-listed_avg.png").exists()
 
 

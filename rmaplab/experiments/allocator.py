@@ -104,11 +104,13 @@ EXPERIMENT = Experiment(
     run=run,
     columns=("madvise_ptes", "reuse_faults", "zero_filled", "discarded", "pswpout",
              "vma_split", "vma_merge", "mmap_sem_write", "wall_s"),
-    claims=[Claim(row="6", text="MADV_FREE over MADV_DONTNEED in jemalloc (no faults and no "
-                                "zeroing on reuse when memory is not needed)",
+    claims=[Claim(ref="madv-free-ebizzy",
+                  text="MADV_FREE over MADV_DONTNEED in jemalloc (no faults and no "
+                       "zeroing on reuse when memory is not needed)",
                   published="ebizzy 2961.90 -> 12069.70 records/s (1 thread)", ours=_win),
-            Claim(row="7", text="the VMA-flag design of volatile ranges gave terrible ebizzy "
-                                "performance through mmap_sem and VMA merge/split",
+            Claim(ref="vrange-vma-flag",
+                  text="the VMA-flag design of volatile ranges gave terrible ebizzy "
+                       "performance through mmap_sem and VMA merge/split",
                   published="qualitative (vrange v10 thread, 2014)",
                   ours=lambda rs: "volatile splits/merges VMAs and takes mmap_sem for write; "
                                   "dontneed and free never do (see vma_split, mmap_sem_write)")],

@@ -85,17 +85,20 @@ EXPERIMENT = Experiment(
     columns=("throughput_jpm", "wait_share", "wait_anon", "sleep_anon", "wait_ptl",
              "hold_max_us_anon", "queue_max_anon", "hot_anon_queue_avg", "hold_max_us_ptl",
              "trylock_fail", "swap_again", "walk_vmas_avg", "wall_s"),
-    claims=[Claim(row="1", text="seed 002: 'one CPU is walking the page tables of 1000 "
-                                "processes in page_referenced_one, while all other CPUs are "
-                                "stuck on the anon_vma lock' (the old anon_vma; gone with "
-                                "anon_vma_chain)",
+    claims=[Claim(ref="anon-vma-lock-contention",
+                  text="Rik van Riel: 'one CPU is walking the page tables of 1000 "
+                       "processes in page_referenced_one, while all other CPUs are "
+                       "stuck on the anon_vma lock' (the old anon_vma; gone with "
+                       "anon_vma_chain)",
                   published="catastrophic failure for AIM7 (Rik van Riel, Jan 2010)",
                   ours=_picture),
-            Claim(row="3c", text="anonmm and anon_vma perform 'almost exactly' the same",
+            Claim(ref="kernbench-anonmm-anon-vma",
+                  text="anonmm and anon_vma perform 'almost exactly' the same",
                   published="kernbench system s: anonmm 83.85, anon_vma 83.69 (no memory "
                             "pressure)", ours=_same),
-            Claim(row="-", text="pte_chain's try_to_unmap trylocks page_table_lock and returns "
-                                "SWAP_AGAIN when it fails (seed 001)",
+            Claim(ref="pte-chain-trylock",
+                  text="pte_chain's try_to_unmap trylocks page_table_lock and returns "
+                       "SWAP_AGAIN when it fails (Rik van Riel's 2002 rmap)",
                   published="no figure; the mechanism", ours=_trylock)],
     plots=[Plot(x="cpus", y="throughput_jpm", xlabel="CPUs", logx=True,
                 ylabel="jobs (fork + COW + exit) per simulated minute", series="curve"),
@@ -124,10 +127,11 @@ RACE = Experiment(
     check=lambda p: None if p["pages"] % 4 == 0 else f"pages={p['pages']}: a multiple of 4",
     run=run_race_point,
     columns=("boundaries", "boundaries_open", "misses_open", "misses_any", "missed_at_open"),
-    claims=[Claim(row="-", text="Nick Piggin: rmap is also used for invalidations, which must "
-                                "find every PTE; Rik van Riel: a VMA half set up or torn down "
-                                "has no PTEs, and a split leaves the other VMA covering them",
-                  published="seed 002, 1-2 Feb 2010 (no figure)", ours=_race_claim)],
+    claims=[Claim(ref="vm-lock-rmap-race",
+                  text="Nick Piggin: rmap is also used for invalidations, which must "
+                       "find every PTE; Rik van Riel: a VMA half set up or torn down "
+                       "has no PTEs, and a split leaves the other VMA covering them",
+                  published="linux-mm, 1-2 Feb 2010 (no figure)", ours=_race_claim)],
     plots=[Plot(x="vm_lock_rmap", y="misses_open", xlabel="VM_LOCK_RMAP (0 removed, 1 kept)",
                 ylabel="PTEs missed by walks at reachable boundaries")],
     doc="docs/experiments/contention.md",

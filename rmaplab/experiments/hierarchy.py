@@ -69,9 +69,10 @@ EXPERIMENT = Experiment(
     check=_check,
     run=run,
     columns=("anon_vmas", "avcs", "vmas_live", "anon_vmas_per_vma", "peak_anon_vmas", "wall_s"),
-    claims=[Claim(row="4", text="serial fork chains grow anon_vmas and avcs without bound "
-                                "under anon_vma_chain; the 2015 reuse rule bounds anon_vmas "
-                                "to at most twice the VMAs",
+    claims=[Claim(ref="fork-chain-growth",
+                  text="serial fork chains grow anon_vmas and avcs without bound "
+                       "under anon_vma_chain; the 2015 reuse rule bounds anon_vmas "
+                       "to at most twice the VMAs",
                   published="unbounded (2012 reproducer) vs <= 2 per VMA (commit 7a3ef208e662)",
                   ours=_claim)],
     plots=[Plot(x="generations", y="anon_vmas", xlabel="generations of fork + exit",

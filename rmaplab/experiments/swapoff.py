@@ -150,8 +150,9 @@ EXPERIMENT = Experiment(
     check=_check,
     run=run,
     columns=("slots", "mms", "ptes", "swapoff_s", "wall_s"),
-    claims=[Claim(row="5", text="swapoff's try_to_unuse is quadratic; the per-mm rewrite is "
-                                "linear (about 6 GB swapped, 8 CPUs)",
+    claims=[Claim(ref="swapoff-quadratic",
+                  text="swapoff's try_to_unuse is quadratic; the per-mm rewrite is "
+                       "linear (about 6 GB swapped, 8 CPUs)",
                   published="~1,200M unuse_pte_range calls, 8 min vs ~9.0K calls, 3 min",
                   ours=_claim)],
     plots=[Plot(x="procs", y="ptes", xlabel="processes in the fork tree (N)",
