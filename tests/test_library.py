@@ -7,12 +7,17 @@ from __future__ import annotations
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import pytest
 
 from rmaplab.experiments import ExperimentResult, experiments, run_experiment
 from rmaplab.experiments.runner import parse_params
 from rmaplab.references import SOURCES, cite
+from rmaplab.replay import replay
+from rmaplab.trace import load_trace
+
+TRACES = Path(__file__).resolve().parent / "traces"
 
 SMALL = {"procs": [4, 16], "pages": 32}
 
@@ -76,6 +81,23 @@ def test_to_pandas_without_pandas_says_how_to_install(monkeypatch: pytest.Monkey
     monkeypatch.setitem(sys.modules, "pandas", None)  # import pandas now raises ImportError
     with pytest.raises(ImportError, match=r"pip install 'rmaplab\[pandas\]'"):
         res.to_pandas()
+
+
+def test_replay_output_to_pandas(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("pandas")
+    ops = load_trace(str(TRACES / "fork_cow.jsonl"))
+    out = replay(ops, scheme="anon_vma_chain")
+    results = out.to_pandas()
+    assert len(results) == len(out.results) and list(results["line"]) == [
+        r["line"] for r in out.results]
+    stats = out.to_pandas("stats")
+    assert list(stats["label"])[-1] == "end"
+    assert stats["objects.anon_vma_chain"].iloc[-1] == out.stats[-1]["objects"]["anon_vma_chain"]
+    with pytest.raises(ValueError, match="choose 'results' or 'stats'"):
+        out.to_pandas("snapshots")  # type: ignore[arg-type]
+    monkeypatch.setitem(sys.modules, "pandas", None)
+    with pytest.raises(ImportError, match=r"ReplayOutput.to_pandas\(\) needs pandas: pip install"):
+        out.to_pandas()
 
 
 def test_repr_html_is_the_table_and_the_claim_with_its_source() -> None:

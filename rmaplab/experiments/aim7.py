@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: GPL-2.0-only
-"""Experiment ``aim7``: seed 002's forking server (REFERENCES.md row 1).
+"""Experiment ``aim7``: Rik van Riel's forking server of January 2010
+(docs/references.md#aim7-anon-vma-chain).
 
 A parent maps `pages` pages and writes them, forks `procs` children that all
 stay alive, and each child writes the first `cow` fraction of the pages
@@ -7,7 +8,7 @@ stay alive, and each child writes the first `cow` fraction of the pages
 every present anonymous page measures the rmap cost per page: VMAs (chain
 entries, mms) the kernel's walk examines (it stops when it has seen every
 mapping) and the ones on the list (what a walk that never stops examines:
-the number seed 002's "from O(N) to 2" counts).
+the number his "from O(N) to 2" counts).
 """
 
 from __future__ import annotations

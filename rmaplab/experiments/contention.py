@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: GPL-2.0-only
-"""Experiments ``contention`` and ``race``: seed 002's lock picture and its
-VM_LOCK_RMAP argument, on the model (docs/experiments/contention.md).
+"""Experiments ``contention`` and ``race``: the lock picture of Rik van Riel's
+anon_vma_chain posting (January 2010) and its VM_LOCK_RMAP argument, on the
+model (docs/experiments/contention.md, docs/experiments/race.md).
 
 ``contention`` runs the AIM7-like forking load (rmaplab.contention.aim7) on
 K simulated CPUs for each scheme: throughput in jobs per simulated minute,
@@ -134,5 +135,5 @@ RACE = Experiment(
                   published="linux-mm, 1-2 Feb 2010 (no figure)", ours=_race_claim)],
     plots=[Plot(x="vm_lock_rmap", y="misses_open", xlabel="VM_LOCK_RMAP (0 removed, 1 kept)",
                 ylabel="PTEs missed by walks at reachable boundaries")],
-    doc="docs/experiments/contention.md",
+    doc="docs/experiments/race.md",
 )

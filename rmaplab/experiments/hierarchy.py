@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: GPL-2.0-only
 """Experiment ``hierarchy``: the fork chain behind the 2015 reuse rule
-(REFERENCES.md row 4; Daniel Forrest's reproducer, 2012).
+(docs/references.md#fork-chain-growth; Daniel Forrest's reproducer, 2012).
 
 A process maps `vmas` VMAs of 4 pages and writes them; then, for
 `generations` generations, the newest process forks a child, the child

@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: GPL-2.0-only
 """Experiment ``kbuild``: a make parent forking and exec'ing short-lived
-compilers (REFERENCES.md rows 2 and 3).
+compilers (docs/references.md#kbuild-avc-overhead and
+#pte-chain-singletons).
 
 `make` keeps `jobs` compile jobs running until `units` are done. A job is
 make forking a shell that execs the compiler driver (fork, then exit of the
@@ -12,7 +13,7 @@ private file mappings stand here as anonymous ones with the same flags and
 writes) and its own data, bss, heap and stack.
 
 Sampled at every step: the ratio of anon_vma_chain bytes to vm_area_struct
-bytes (seed 002: "about 1/3"), the share of anonymous pages mapped only
+bytes (Rik van Riel, 2010: "about 1/3"), the share of anonymous pages mapped only
 once (pte_chain's direct pointers: ~90% in 2003), pte_chain objects, and
 every scheme's rmap bytes (Minchan Kim's concern about the total).
 """

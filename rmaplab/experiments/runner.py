@@ -35,6 +35,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from ..optional import require_pandas
 from ..references import cite
 from ..rmap import SCHEMES
 from .base import Experiment
@@ -279,12 +280,9 @@ class ExperimentResult(list[Record]):
 
     def to_pandas(self) -> pandas.DataFrame:
         """The records as a pandas DataFrame, one row per point."""
-        try:
-            import pandas  # optional: the pandas extra
-        except ImportError:
-            raise ImportError("ExperimentResult.to_pandas() needs pandas: "
-                              "pip install 'rmaplab[pandas]'") from None
-        return pandas.DataFrame.from_records(list(self))
+        pd = require_pandas("ExperimentResult.to_pandas()")
+        frame: pandas.DataFrame = pd.DataFrame.from_records(list(self))
+        return frame
 
     def report_text(self, width: int = 100) -> str:
         """The table and the claims as print_report prints them, as plain text."""

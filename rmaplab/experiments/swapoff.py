@@ -1,12 +1,12 @@
 # SPDX-License-Identifier: GPL-2.0-only
-"""Experiment ``swapoff``: try_to_unuse, 2004 against 2019 (seed 004,
-REFERENCES.md row 5).
+"""Experiment ``swapoff``: try_to_unuse, 2004 against 2019
+(docs/references.md#swapoff-quadratic).
 
 A parent pages out `pages` written pages, forks a tree of `procs` children
 (shape ``chain``, ``fan`` or ``tree``: fork copies the swap entries, so all
 share those slots, and each child joins mmlist right after its parent);
 each child writes `writes` pages of its own and pages them out. Then
-swapoff under Config.unuse "2004" (seed 004: slot by slot, searching the
+swapoff under Config.unuse "2004" (Hugh Dickins' 2004 mmlist: slot by slot, searching the
 mms around mmlist) and "2019" (commit b56a2d8af914: one pass over each mm's
 page tables). Every run is checked (checker clean, everything back, sharing
 and data right). Costs are the model's counters: swapoff_ptes (PTEs
