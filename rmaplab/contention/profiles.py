@@ -3,8 +3,9 @@
 
 One LockProfile per scheme, taken from the kernel the scheme stands for:
 
-  pte_chain       2.5.6x (Rik van Riel's pte-based rmap): the walk holds the page's pte_chain
-                  lock (a bit spinlock); page_referenced takes nothing more;
+  pte_chain       2.5.6x (Rik van Riel's pte-based rmap): the walk holds
+                  the page's pte_chain lock (a bit spinlock); page_referenced
+                  takes nothing more;
                   try_to_unmap trylocks each mm's page_table_lock, because
                   its lock order is the fault path's reversed, and returns
                   SWAP_AGAIN for a PTE whose lock it did not get. Fork adds
@@ -25,8 +26,8 @@ One LockProfile per scheme, taken from the kernel the scheme stands for:
                   (2.6.7 still trylocked the page table lock in both walks.)
                   mmlist_lock only for mms with swap entries (since "lighten
                   mmlist_lock").
-  anon_vma_chain  2.6.34 (Rik van Riel's anon_vma_chain as merged): a spinlock per anon_vma; a
-                  walk locks the page's anon_vma; fork locks each anon_vma
+  anon_vma_chain  2.6.34 (Rik van Riel's anon_vma_chain as merged): a
+                  spinlock per anon_vma; a walk locks the page's anon_vma; fork locks each anon_vma
                   it links a chain entry to (anon_vma_chain_link), exit each
                   it unlinks from.
   modern          6.18: one rwsem per fork tree (the root anon_vma's); walks
