@@ -12,14 +12,14 @@ from rmaplab.cli import main
 from rmaplab.experiments import experiments, run_experiment, write_outputs
 
 
-def test_aim7_shows_seed_002_shape(tmp_path: Path) -> None:
+def test_aim7_shows_the_o_n_to_2_shape(tmp_path: Path) -> None:
     exp = experiments()["aim7"]
     recs = run_experiment(exp, schemes=["modern", "anon_vma_chain"],
                           params=["procs=4,16", "pages=32"], progress=False)
     assert len(recs) == 4
     for r in recs:
         n = r["procs"]
-        # (2N+1)/(N+1) listed, one visited: seed 002's "O(N) to 2"
+        # (2N+1)/(N+1) listed, one visited: Rik van Riel's "O(N) to 2"
         assert abs(r["listed_avg"] - (2 * n + 1) / (n + 1)) < 1e-9
         assert r["visited_avg"] == 1.0
         assert r["anon_vmas"] == n + 1 and r["avcs"] == 2 * n + 1

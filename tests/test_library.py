@@ -104,7 +104,8 @@ def test_repr_html_is_the_table_and_the_claim_with_its_source() -> None:
     res = run_experiment("aim7", schemes=["modern", "anon_vma_chain"], params=SMALL,
                          progress=False)
     page = res._repr_html_()
-    assert page.startswith("<pre") and page.endswith("</pre>")
+    assert page.startswith("<pre") and page.count("<svg") == len(res.experiment.plots) == 2
+    assert "<?xml" not in page and page.endswith("</svg>\n</div>")
     assert "anon_vma_chain" in page and "modern" in page
     assert "docs/references.md#aim7-anon-vma-chain" in page
     assert "&lt;20100128002000.2bf5e365@annuminas.surriel.com" in page  # escaped

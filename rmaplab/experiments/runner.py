@@ -266,8 +266,8 @@ class ExperimentResult(list[Record]):
     list that also knows its experiment, for a notebook or a script.
 
     ``to_pandas()`` gives a DataFrame (the ``pandas`` extra); in Jupyter the
-    result shows as its table and claims (``_repr_html_``) and its plots
-    (``_repr_svg_``, and ``plot_svgs()`` for every plot)."""
+    result shows as its table, its claims and its plots (``_repr_html_``;
+    ``_repr_svg_`` is the first plot, ``plot_svgs()`` every one)."""
 
     __slots__ = ("experiment",)
 
@@ -293,7 +293,10 @@ class ExperimentResult(list[Record]):
     def _repr_html_(self) -> str:
         console = Console(file=io.StringIO(), width=160, record=True)
         print_report(self.experiment, self, console)
-        return console.export_html(inline_styles=True, code_format=_HTML_FORMAT)
+        page = console.export_html(inline_styles=True, code_format=_HTML_FORMAT)
+        # the plots inline, without the XML prologue each SVG file starts with
+        return page + "".join(f"<div>{svg[svg.find('<svg'):]}</div>"
+                              for svg in self.plot_svgs())
 
     def plot_svgs(self) -> list[str]:
         """Every plot of the experiment, drawn from these records, as SVG text."""
