@@ -7,6 +7,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
+from importlib import resources
 from pathlib import Path
 
 import pytest
@@ -133,3 +134,7 @@ def test_python_dash_m_rmaplab() -> None:
                          text=True, check=False, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("Usage: rmaplab ")
+
+
+def test_the_package_says_it_is_typed() -> None:
+    assert resources.files("rmaplab").joinpath("py.typed").is_file()
