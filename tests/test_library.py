@@ -138,3 +138,13 @@ def test_python_dash_m_rmaplab() -> None:
 
 def test_the_package_says_it_is_typed() -> None:
     assert resources.files("rmaplab").joinpath("py.typed").is_file()
+
+
+def test_kbuild_singleton_claim_names_each_job_count_once() -> None:
+    res = run_experiment("kbuild", schemes=["modern", "pte_chain"],
+                         params={"jobs": [1, 4], "units": 8, "libs": 2, "heap_pages": 32},
+                         progress=False)
+    claim = next(c for c in res.experiment.claims if c.ref == "pte-chain-singletons")
+    text = claim.ours(res)
+    assert text.count("j1:") == 1 and text.count("j4:") == 1, text
+    assert text.count("pte_chain objects at peak") == 2, text
