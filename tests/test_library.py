@@ -4,9 +4,12 @@ result that is a list of records, pandas, and Jupyter's reprs."""
 
 from __future__ import annotations
 
+import json
+import pickle
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
+from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 
@@ -148,3 +151,14 @@ def test_kbuild_singleton_claim_names_each_job_count_once() -> None:
     text = claim.ours(res)
     assert text.count("j1:") == 1 and text.count("j4:") == 1, text
     assert text.count("pte_chain objects at peak") == 2, text
+
+
+def test_results_pickle_and_serialise() -> None:
+    res = run_experiment("aim7", schemes="modern", params={"procs": 2, "pages": 4},
+                         progress=False)
+    back = pickle.loads(pickle.dumps(res))
+    assert isinstance(back, ExperimentResult) and back == res
+    assert back.experiment is res.experiment
+    assert json.loads(json.dumps(res)) == list(res)
+    own = ExperimentResult(replace(res.experiment, name="mine"), res)
+    assert pickle.loads(pickle.dumps(own)) == list(res)  # its records, as a list

@@ -278,6 +278,13 @@ class ExperimentResult(list[Record]):
     def __repr__(self) -> str:
         return f"<ExperimentResult {self.experiment.name}: {len(self)} points>"
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # an Experiment holds functions: pickle a registered one by name, and
+        # an experiment of the caller's own as its records alone
+        if experiments().get(self.experiment.name) is self.experiment:
+            return (_registered_result, (self.experiment.name, list(self)))
+        return (list, (list(self),))
+
     def to_pandas(self) -> pandas.DataFrame:
         """The records as a pandas DataFrame, one row per point."""
         pd = require_pandas("ExperimentResult.to_pandas()")
@@ -309,6 +316,11 @@ class ExperimentResult(list[Record]):
     def _repr_svg_(self) -> str | None:
         svgs = self.plot_svgs()
         return svgs[0] if svgs else None
+
+
+def _registered_result(name: str, records: list[Record]) -> ExperimentResult:
+    """Unpickle an ExperimentResult of the registered experiment `name`."""
+    return ExperimentResult(experiments()[name], records)
 
 
 #: Rich's HTML export as one <pre> block, to sit in a notebook cell.
