@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: GPL-2.0-only
-"""AIM7-like forking server (seed 002): rmap walk cost per scheme, and a kernel baseline.
+"""AIM7-like forking server: rmap walk cost per scheme, and a kernel baseline.
 
-The scenario, as seed 002 describes the workload that motivated
-anon_vma_chain (REFERENCES.md row 1, "from O(N) to 2"):
+The scenario, as Rik van Riel's anon_vma_chain posting (January 2010)
+describes the workload that motivated it (docs/references.md#aim7-anon-vma-chain,
+"from O(N) to 2"):
 
   1. a parent mmaps P pages rw at 0x100000000000 and writes every page;
   2. it forks N children, all alive at once;
@@ -57,7 +58,7 @@ from rmaplab.machine import Config, Machine
 from rmaplab.rmap import SCHEMES
 from rmaplab.rmap.core import page_referenced_batch
 
-#: Where the parent maps its pages (the trace window's start, as in seed 002's tests).
+#: Where the parent maps its pages (the start of the trace window).
 BASE = 0x100000000000
 KERNEL_SOURCE = Path(__file__).resolve().with_name("aim7_kernel.c")
 #: Kernel memory per process besides its data pages (page tables, task, stack,
@@ -360,8 +361,11 @@ def report(console: Console, args: argparse.Namespace, n: int, results: list[Sch
                     f"{r.listed_total / r.walks:.2f} listed (max {r.listed_max:,})"
                     for r in results)
     console.print(
-        f"Interpretation: VMAs per page_referenced walk, avg: {avg}. Seed 002 "
-        f"(REFERENCES.md row 1) claims anon_vma_chain cuts the average scan "
+        f"Interpretation: VMAs per page_referenced walk, avg: {avg}. Rik van Riel "
+        f"(docs/references.md#aim7-anon-vma-chain: \"[PATCH -mm] change anon_vma linking "
+        f"to fix multi-process server scalability issue\", linux-mm, 28 Jan 2010, "
+        f"<20100128002000.2bf5e365@annuminas.surriel.com>) claims anon_vma_chain cuts "
+        f"the average scan "
         f"'from O(N) to 2': Andrea Arcangeli's single anon_vma (scheme anon_vma) "
         f"lists all N+1 = {n + 1:,} VMAs for each of the {(n + 1) * p:,} pages, and "
         f"the mapcount countdown stops a child's page at its child's place in the "

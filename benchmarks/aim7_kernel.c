@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
- * aim7_kernel.c - the AIM7-like forking server of seed 002 on the real kernel.
+ * aim7_kernel.c - the AIM7-like forking server of anon_vma_chain's posting
+ * (Rik van Riel, January 2010) on the real kernel.
  *
  * The baseline for benchmarks/aim7.py: a parent maps PAGES private
  * anonymous pages, writes one byte in each, forks PROCS children that are

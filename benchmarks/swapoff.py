@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: GPL-2.0-only
-"""swapoff's try_to_unuse, 2004 against 2019 (seed 004, REFERENCES.md row 5).
+"""swapoff's try_to_unuse, 2004 against 2019 (docs/references.md#swapoff-quadratic).
 
 The scenario, per process count N and tree shape:
 
@@ -14,8 +14,8 @@ The scenario, per process count N and tree shape:
   4. child i writes W pages of its own (page (i*W + k) mod P, value
      depending on i and k: the write swaps the shared page in and breaks
      COW), then pages them out: N x W private slots, in fork order;
-  5. swapoff, timed, with Config.unuse "2004" (seed 004's slot-by-slot
-     search around mmlist) or "2019" (commit b56a2d8af914: one pass over
+  5. swapoff, timed, with Config.unuse "2004" (Hugh Dickins' 2004
+     slot-by-slot search around mmlist) or "2019" (commit b56a2d8af914: one pass over
      each mm's page tables).
 
 Shapes: ``chain`` (each child forks the next: mmlist is p, c0, c1, ... in
@@ -63,7 +63,7 @@ BASE = 0x100000000000
 SHAPES = ("chain", "fan", "tree")
 UNUSE = ("2004", "2019")
 
-#: REFERENCES.md row 5 (Vineeth Remanan Pillai, Dec 2018; commit b56a2d8af914):
+#: docs/references.md#swapoff-quadratic (Vineeth Remanan Pillai, Dec 2018; commit b56a2d8af914):
 #: about 6 GB swapped, 8 CPUs, 16 GB. The kernel counted unuse_pte_range
 #: calls (one per page table reached, up to 512 PTEs each), the model counts
 #: PTEs, so only the ratios compare.
@@ -139,7 +139,7 @@ def slope(runs: list[Run], i: int, attr: str) -> str:
 
 
 def table(pairs: list[tuple[Run, Run]], pages: int, writes: int) -> Table:
-    t = Table(title=f"swapoff: try_to_unuse 2004 (seed 004) vs 2019 (b56a2d8af914), "
+    t = Table(title=f"swapoff: try_to_unuse 2004 (mmlist order) vs 2019 (b56a2d8af914), "
                     f"P={pages} pages, W={writes} private pages per child",
               show_lines=False)
     Just = Literal["left", "center", "right"]

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-2.0-only
-"""Seeded random trace generator (TRACE_FORMAT.md, version 1) and ``gen-trace``.
+"""Seeded random trace generator (docs/trace-format.md, version 1) and ``gen-trace``.
 
 generate_trace() writes traces that always pass trace.parse_trace_lines()
 and are meant to make ops collide: every address falls in a small region at
@@ -18,7 +18,7 @@ real kernel:
 - ``swap_bound`` is an upper bound on the swap slots in use since the last
   swapon: each ``pageout`` adds the pages of its range in ``maybe``, each
   ``reclaim`` its page count; it never exceeds half of ``swap_pages``
-  (TRACE_FORMAT.md: past half full the kernel is not repeatable).
+  (docs/trace-format.md: past half full the kernel is not repeatable).
 - At most ``tasks`` tasks are alive; the last one exits only rarely.
 """
 
@@ -391,7 +391,7 @@ def generate_trace(seed: int, ops: int, tasks: int = 4, kernel_only: bool = Fals
               help="Trace file to write (default: stdout).")
 def gen_trace_cmd(seed: int, ops: int, tasks: int, kernel_only: bool, no_swap: bool,
                   swap_pages: int, output: IO[str]) -> None:
-    """Write a random, valid trace (TRACE_FORMAT.md) for SEED."""
+    """Write a random, valid trace (docs/trace-format.md) for SEED."""
     for line in generate_trace(seed, ops, tasks=tasks, kernel_only=kernel_only,
                                no_swap=no_swap, swap_pages=swap_pages):
         output.write(line + "\n")

@@ -3,7 +3,7 @@
 
 replay(ops) builds a Machine, runs every op in order and returns a
 ReplayOutput with the results (one per op), snapshots and stats records of
-TRACE_FORMAT.md. run_op() runs one op on an existing machine, for callers
+docs/trace-format.md. run_op() runs one op on an existing machine, for callers
 that drive a machine step by step (tests, experiments, notebooks).
 """
 
@@ -11,21 +11,39 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 from .errors import ModelBug, OomKill, Segv, SysError
 from .machine import Config, Machine
+from .optional import require_pandas
 from .trace import Op
+
+if TYPE_CHECKING:
+    import pandas
 
 T = TypeVar("T")
 
 
 @dataclass(slots=True)
 class ReplayOutput:
+    """What replay returns: the result of every op, the snapshots, the stats
+    at each snapshot and at the end (docs/trace-format.md), and the machine."""
+
     results: list[dict] = field(default_factory=list)
     snapshots: list[dict] = field(default_factory=list)
     stats: list[dict] = field(default_factory=list)
     machine: Machine | None = None
+
+    def to_pandas(self, what: Literal["results", "stats"] = "results") -> pandas.DataFrame:
+        """The results (one row per op) or the stats (one row per snapshot and
+        the end, nested keys flattened as ``walks.count``) as a DataFrame;
+        needs the pandas extra."""
+        pd = require_pandas("ReplayOutput.to_pandas()")
+        if what == "results":
+            return pd.DataFrame.from_records(self.results)
+        if what == "stats":
+            return pd.json_normalize(self.stats)
+        raise ValueError(f"to_pandas({what!r}): choose 'results' or 'stats'")
 
 
 def _req(value: T | None) -> T:

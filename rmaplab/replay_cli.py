@@ -42,7 +42,7 @@ def _dump(obj: dict) -> str:
               show_default=True, help="Physical frames of the machine.")
 def replay_cmd(trace: Path, scheme: str, results_path: Path, snapshots_path: Path,
                stats_path: Path | None, check: bool, frames: int) -> None:
-    """Replay TRACE on the model (TRACE_FORMAT.md, version 1)."""
+    """Replay TRACE on the model (docs/trace-format.md, version 1)."""
     try:
         ops = load_trace(trace)
     except TraceError as e:

@@ -24,6 +24,7 @@ from typing import Any
 from . import __version__
 from .experiments import Experiment, Plot
 from .plotstyle import SCHEME_STYLE
+from .references import cite
 from .store import Store
 from .sweep_spec import resolve_experiment
 
@@ -206,9 +207,9 @@ def _section(store: Store, name: str) -> str:
                 ours = claim.ours([{k: v for k, v in p.items() if k != "_runs"} for p in points])
             except Exception as e:  # noqa: BLE001 - a claim over a partial grid
                 ours = f"(not computable from these points: {type(e).__name__}: {e})"
-            parts.append(f'<div class="claim"><b>REFERENCES.md row {_e(claim.row)}</b>: '
-                         f"{_e(claim.text)}<br>published: {_e(claim.published)}<br>"
-                         f"rmaplab: {_e(ours)}</div>")
+            parts.append(f'<div class="claim"><b>{_e(claim.text)}</b><br>'
+                         f"source: {_e(cite(claim.ref))}<br>"
+                         f"published: {_e(claim.published)}<br>rmaplab: {_e(ours)}</div>")
     if points:
         if exp is not None:
             cols = [c for c in exp.columns if c != "wall_s"]

@@ -6,7 +6,7 @@ A SPEC is a small TOML file (docs/sweeps.md)::
     experiment = "aim7"                  # a registered experiment, or "pkg.module:ATTR"
     schemes = ["modern", "anon_vma_chain"]   # or "all"; default: the experiment's own
     repeats = 3                          # runs of each point (default 1)
-    description = "seed 002, bigger N"   # optional, shown in the report
+    description = "anon_vma_chain's server, bigger N"   # optional, shown in the report
 
     [params]                             # a list of values, or one value
     procs = [10, 100, 1000]              # absent parameters take the experiment's defaults

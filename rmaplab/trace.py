@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-2.0-only
-"""Trace parsing and whole-trace validation (TRACE_FORMAT.md, version 1).
+"""Trace parsing and whole-trace validation (docs/trace-format.md, version 1).
 
 A trace is validated completely before anything runs: a malformed line raises
 TraceError naming the line and the key, and no op is executed.
@@ -52,7 +52,7 @@ from .consts import ADVICES, MAX_PAGES, PAGE_SIZE, PROTS, WINDOW_END, WINDOW_STA
 
 
 class TraceError(Exception):
-    """A trace that does not follow TRACE_FORMAT.md; names line and key."""
+    """A trace that does not follow docs/trace-format.md; names line and key."""
 
     def __init__(self, line: int, key: str | None, message: str) -> None:
         self.line = line

@@ -12,14 +12,14 @@ from rmaplab.cli import main
 from rmaplab.experiments import experiments, run_experiment, write_outputs
 
 
-def test_aim7_shows_seed_002_shape(tmp_path: Path) -> None:
+def test_aim7_shows_the_o_n_to_2_shape(tmp_path: Path) -> None:
     exp = experiments()["aim7"]
     recs = run_experiment(exp, schemes=["modern", "anon_vma_chain"],
                           params=["procs=4,16", "pages=32"], progress=False)
     assert len(recs) == 4
     for r in recs:
         n = r["procs"]
-        # (2N+1)/(N+1) listed, one visited: seed 002's "O(N) to 2"
+        # (2N+1)/(N+1) listed, one visited: Rik van Riel's "O(N) to 2"
         assert abs(r["listed_avg"] - (2 * n + 1) / (n + 1)) < 1e-9
         assert r["visited_avg"] == 1.0
         assert r["anon_vmas"] == n + 1 and r["avcs"] == 2 * n + 1
@@ -42,7 +42,7 @@ def test_cli_experiment_writes_table_and_plot(tmp_path: Path) -> None:
                                     "procs=2,3", "--param", "pages=8", "--out", str(tmp_path),
                                     "--no-progress"])
     assert out.exit_code == 0, out.output
-    assert "REFERENCES.md row 1" in out.output and "listed" in out.output
+    assert "docs/references.md#aim7-anon-vma-chain" in out.output and "listed" in out.output
     assert (tmp_path / "aim7-listed_avg.png").exists()
 
 

@@ -46,7 +46,8 @@ def test_report_html_csv_parquet(results: Path, tmp_path: Path) -> None:
     assert not re.search(r"<script|<link|<img[^>]+src=\"http|url\((?!#)|@import", text)
     assert not re.search(r"(src|href)=\"(https?:)?//", text)
     assert text.count("<svg") == 3  # aim7's two plots, hierarchy's one
-    for needle in ("aim7", "hierarchy", "REFERENCES.md row 1", "listed_avg", "boom &lt;&amp;&gt;",
+    for needle in ("aim7", "hierarchy", "docs/references.md#aim7-anon-vma-chain", "listed_avg",
+                   "boom &lt;&amp;&gt;",
                    "Runs and versions", "Python 3.", "procs = [2, 4, 8]"):
         assert needle in text, needle
     with open(csv_path, newline="") as f:

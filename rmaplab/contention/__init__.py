@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: GPL-2.0-only
-"""Lock contention and rmap races: seed 002's "catastrophic failure" and
-Nick Piggin's objection, on the model.
+"""Lock contention and rmap races: the "catastrophic failure" of Rik van
+Riel's anon_vma_chain posting and Nick Piggin's objection, on the model
+(docs/references.md#anon-vma-lock-contention, #vm-lock-rmap-race).
 
   sim.py       a deterministic discrete-event core: K CPUs, a run queue,
                spinlocks and rwsems with FIFO waiters, trylocks

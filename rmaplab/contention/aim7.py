@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: GPL-2.0-only
 """An AIM7-like forking load on K CPUs, with the locks its kernel takes.
 
-What it models: seed 002's server. A parent maps ``pages`` pages and
+What it models: the server of Rik van Riel's anon_vma_chain posting
+(docs/references.md#aim7-anon-vma-chain). A parent maps ``pages`` pages and
 writes them (untimed setup). Then ``procs`` job slots run at once: a job is
 the parent forking a child, the child writing (copy-on-write) its ``cow``
 share of the pages in ``slices`` time slices, and the child exiting; a

@@ -3,28 +3,31 @@
 
 One LockProfile per scheme, taken from the kernel the scheme stands for:
 
-  pte_chain       2.5.6x (seed 001): the walk holds the page's pte_chain
-                  lock (a bit spinlock); page_referenced takes nothing more;
+  pte_chain       2.5.6x (Rik van Riel's pte-based rmap): the walk holds
+                  the page's pte_chain lock (a bit spinlock); page_referenced
+                  takes nothing more;
                   try_to_unmap trylocks each mm's page_table_lock, because
                   its lock order is the fault path's reversed, and returns
                   SWAP_AGAIN for a PTE whose lock it did not get. Fork adds
                   each copied PTE to its page's chain, exit and COW remove
                   one (a search of the chain); fork and exit take mmlist_lock.
-  anonmm          2.6.6 (seed 000): the walk holds the family head's lock
-                  and visits every mm, trylocking its page_table_lock in both
-                  page_referenced_one and try_to_unmap_one (a failure is
-                  counted and the walk goes on). dup_rmap and exit_rmap take
-                  the head's lock; fork and exit take mmlist_lock (seed 004
-                  had not yet lightened it).
+  anonmm          2.6.6 with Hugh Dickins' anonmm (April 2004): the walk
+                  holds the family head's lock and visits every mm,
+                  trylocking its page_table_lock in both page_referenced_one
+                  and try_to_unmap_one (a failure is counted and the walk
+                  goes on). dup_rmap and exit_rmap take the head's lock;
+                  fork and exit take mmlist_lock (Hugh Dickins' "lighten
+                  mmlist_lock" of September 2004 had not yet lightened it).
   anon_vma        Andrea Arcangeli's single anon_vma per fork family as it
-                  stood in 2.6.32, the kernel seed 002 patches: a spinlock
-                  per anon_vma, held across the whole walk; the page table
-                  lock is taken (not tried) per PTE; anon_vma_link at fork
-                  and anon_vma_unlink at exit take it. (2.6.7 still trylocked
-                  the page table lock in both walks.) mmlist_lock only for
-                  mms with swap entries (seed 004).
-  anon_vma_chain  2.6.34 (seed 002 as merged): a spinlock per anon_vma; a
-                  walk locks the page's anon_vma; fork locks each anon_vma
+                  stood in 2.6.32, the kernel anon_vma_chain patched: a
+                  spinlock per anon_vma, held across the whole walk; the
+                  page table lock is taken (not tried) per PTE;
+                  anon_vma_link at fork and anon_vma_unlink at exit take it.
+                  (2.6.7 still trylocked the page table lock in both walks.)
+                  mmlist_lock only for mms with swap entries (since "lighten
+                  mmlist_lock").
+  anon_vma_chain  2.6.34 (Rik van Riel's anon_vma_chain as merged): a
+                  spinlock per anon_vma; a walk locks the page's anon_vma; fork locks each anon_vma
                   it links a chain entry to (anon_vma_chain_link), exit each
                   it unlinks from.
   modern          6.18: one rwsem per fork tree (the root anon_vma's); walks
@@ -67,7 +70,7 @@ class LockProfile:
     walk_lock: str
     #: the anon lock is an rwsem (walks read, changes write; waiters sleep)
     anon_rwsem: bool = False
-    #: fork and exit always take mmlist_lock (before seed 004)
+    #: fork and exit always take mmlist_lock (before "lighten mmlist_lock", 2004)
     mmlist_always: bool = False
     #: what fork and exit lock to link or unlink a VMA: "avcs" (each chain
     #: entry's anon_vma), "vma" (the VMA's anon_vma), "mm" (the family's
@@ -79,13 +82,13 @@ class LockProfile:
 
 PROFILES: dict[str, LockProfile] = {
     p.scheme: p for p in (
-        LockProfile(scheme="pte_chain", kernel="2.5.6x (seed 001)", walk_lock="page",
+        LockProfile(scheme="pte_chain", kernel="2.5.6x", walk_lock="page",
                     mmlist_always=True, chains=True),
-        LockProfile(scheme="anonmm", kernel="2.6.6 (seed 000)", walk_lock="anon",
+        LockProfile(scheme="anonmm", kernel="2.6.6 + anonmm", walk_lock="anon",
                     mmlist_always=True, links="mm"),
-        LockProfile(scheme="anon_vma", kernel="2.6.32 (before seed 002)", walk_lock="anon",
+        LockProfile(scheme="anon_vma", kernel="2.6.32", walk_lock="anon",
                     links="vma"),
-        LockProfile(scheme="anon_vma_chain", kernel="2.6.34 (seed 002)", walk_lock="anon",
+        LockProfile(scheme="anon_vma_chain", kernel="2.6.34", walk_lock="anon",
                     links="avcs"),
         LockProfile(scheme="modern", kernel="6.18", walk_lock="anon", anon_rwsem=True,
                     links="avcs"),

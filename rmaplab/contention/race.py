@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-2.0-only
-"""Rmap walks run half-way through VMA surgery: seed 002's VM_LOCK_RMAP race.
+"""Rmap walks run half-way through VMA surgery: the VM_LOCK_RMAP race.
 
 What it models: Rik van Riel removed VM_LOCK_RMAP arguing that a walk that
 runs while a VMA is half set up or torn down cannot miss a PTE (the other
@@ -26,7 +26,7 @@ its address, as in the kernel.
 Which boundaries a walk can reach depends on the locks of the scheme's
 kernel (LOCKED below): 6.18 does the bounds changes between vma_prepare and
 vma_complete with the root anon_vma locked for writing; 2.6.32's vma_adjust
-held the anon_vma lock across them; 2.6.34 as merged (seed 002, without
+held the anon_vma lock across them; 2.6.34 as merged (anon_vma_chain without
 VM_LOCK_RMAP) held no lock a walk takes. misses_open counts only the
 boundaries the scheme's walk can reach; misses_any counts all of them.
 """
@@ -187,7 +187,7 @@ SCENARIOS: dict[str, Scenario] = {
     # the whole of mid joins prev / next
     "merge_left_whole": (_split_upper, lambda m, n: m.mprotect("c", _at(n // 2), n // 2, "rw")),
     "merge_right_whole": (_split_lower, lambda m, n: m.mprotect("c", A, n // 2, "rw")),
-    # seed 002's "importer": a VMA without an anon_vma takes pages of one with
+    # the anon_vma_chain patch's "importer": a VMA without an anon_vma takes pages of one with
     # (munlock of [n, 3n/2): prev, with no anon_vma, grows over written pages)
     "importer": (_importer_setup, lambda m, n: m.munlock("c", _at(n), n // 2)),
 }

@@ -1,24 +1,16 @@
 # SPDX-License-Identifier: GPL-2.0-only
-"""Named experiments that reproduce published claims (../shared/REFERENCES.md)."""
+"""Named experiments that reproduce published claims (docs/references.md)."""
 
 from __future__ import annotations
 
 from .base import Claim, Experiment, Plot
-from .runner import print_report, run_experiment, write_outputs
-
-
-def experiments() -> dict[str, Experiment]:
-    """Every experiment, by name."""
-    from . import aim7, allocator, contention, hierarchy, kbuild, swapoff
-
-    return {e.name: e for e in (aim7.EXPERIMENT, hierarchy.EXPERIMENT, kbuild.EXPERIMENT,
-                                contention.EXPERIMENT, contention.RACE, allocator.EXPERIMENT,
-                                swapoff.EXPERIMENT)}
-
+from .registry import experiments
+from .runner import ExperimentResult, print_report, run_experiment, write_outputs
 
 __all__ = [
     "Claim",
     "Experiment",
+    "ExperimentResult",
     "Plot",
     "experiments",
     "print_report",

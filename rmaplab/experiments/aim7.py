@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: GPL-2.0-only
-"""Experiment ``aim7``: seed 002's forking server (REFERENCES.md row 1).
+"""Experiment ``aim7``: Rik van Riel's forking server of January 2010
+(docs/references.md#aim7-anon-vma-chain).
 
 A parent maps `pages` pages and writes them, forks `procs` children that all
 stay alive, and each child writes the first `cow` fraction of the pages
@@ -7,7 +8,7 @@ stay alive, and each child writes the first `cow` fraction of the pages
 every present anonymous page measures the rmap cost per page: VMAs (chain
 entries, mms) the kernel's walk examines (it stops when it has seen every
 mapping) and the ones on the list (what a walk that never stops examines:
-the number seed 002's "from O(N) to 2" counts).
+the number his "from O(N) to 2" counts).
 """
 
 from __future__ import annotations
@@ -88,9 +89,10 @@ EXPERIMENT = Experiment(
             "anon_vmas": ("anon_vmas", "anon_vma objects live"),
             "avcs": ("avcs", "anon_vma_chain objects live"),
             "rmap_bytes_x86_64": ("rmap B", "rmap metadata, bytes (x86_64 struct sizes)")},
-    claims=[Claim(row="1", text="anon_vma_chain cuts the average rmap scan in a fork-heavy "
-                                "server 'from O(N) to 2' (1000 children x 1000 COWed pages)",
-                  published="O(N) -> 2 VMAs per page (Rik van Riel, seed 002)", ours=_claim)],
+    claims=[Claim(ref="aim7-anon-vma-chain",
+                  text="anon_vma_chain cuts the average rmap scan in a fork-heavy "
+                       "server 'from O(N) to 2' (1000 children x 1000 COWed pages)",
+                  published="O(N) -> 2 VMAs per page (Rik van Riel, Jan 2010)", ours=_claim)],
     plots=[Plot(x="procs", y="listed_avg", xlabel="children forked (N)",
                 ylabel="VMAs listed per page_referenced walk (average)", logx=True, logy=True,
                 title="aim7: VMAs on each page's rmap list (a walk that never stops)"),

@@ -1,19 +1,20 @@
 # SPDX-License-Identifier: GPL-2.0-only
 """Experiment ``allocator``: an allocator handing memory back and taking it
-again (seed 003; REFERENCES.md rows 6 and 7).
+again (docs/references.md#madv-free-ebizzy and #vrange-vma-flag).
 
 `arenas` processes each run a tcmalloc-like arena of `spans` spans of 16
 pages. Each round a process frees half its spans, returning them with
-`advice` (dontneed: zap now; volatile: seed 003's VMA flag; free:
+`advice` (dontneed: zap now; volatile: the VMA flag of Minchan
+Kim's volatile ranges, RFC v3 of December 2012; free:
 MADV_FREE, lazily), then a competitor touches memory at the `pressure`
 level (none, low, high: reclaim then has to take pages back), then the
 process reuses the spans: it reads each page (zero means its data was
-dropped) and writes it. A swap area is on, as seed 003's patch needs one.
+dropped) and writes it. A swap area is on, as that patch needs one.
 
 Counted: PTEs the madvise call itself walks, page faults and zero-filled
 pages on reuse, pages discarded (volatile or lazily freed) and written to
 swap, and VMA splits, merges and exclusive mmap_sem acquisitions (the lock
-cost that later sank the VMA-flag design, row 7).
+cost that later sank the VMA-flag design).
 """
 
 from __future__ import annotations
@@ -119,11 +120,13 @@ EXPERIMENT = Experiment(
             "vma_split": ("splits", "VMA splits"),
             "vma_merge": ("merges", "VMA merges"),
             "mmap_sem_write": ("sem wr", "exclusive mmap_sem acquisitions")},
-    claims=[Claim(row="6", text="MADV_FREE over MADV_DONTNEED in jemalloc (no faults and no "
-                                "zeroing on reuse when memory is not needed)",
+    claims=[Claim(ref="madv-free-ebizzy",
+                  text="MADV_FREE over MADV_DONTNEED in jemalloc (no faults and no "
+                       "zeroing on reuse when memory is not needed)",
                   published="ebizzy 2961.90 -> 12069.70 records/s (1 thread)", ours=_win),
-            Claim(row="7", text="the VMA-flag design of volatile ranges gave terrible ebizzy "
-                                "performance through mmap_sem and VMA merge/split",
+            Claim(ref="vrange-vma-flag",
+                  text="the VMA-flag design of volatile ranges gave terrible ebizzy "
+                       "performance through mmap_sem and VMA merge/split",
                   published="qualitative (vrange v10 thread, 2014)",
                   ours=lambda rs: "volatile splits/merges VMAs and takes mmap_sem for write; "
                                   "dontneed and free never do (see vma_split, mmap_sem_write)")],

@@ -4,24 +4,26 @@
 An Experiment runs one point (a scheme and one value of each parameter) on
 a fresh Machine and returns flat metrics. The runner (runner.py) sweeps the
 grid, writes the records (CSV, Parquet), the table and the plots; the
-claim says which published figure (../shared/REFERENCES.md) the numbers
-reproduce, and how to read ours next to it.
+claim says which published figure the numbers reproduce (its anchor in
+docs/references.md, with its source in rmaplab/references.py), and how to
+read ours next to it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(slots=True, kw_only=True)
 class Claim:
     """A published figure and the metric of ours that answers it."""
 
-    row: str  # REFERENCES.md row
+    ref: str  # its anchor in docs/references.md (a key of references.SOURCES)
     text: str  # the claim, quoted or summarised
     published: str  # the published number, as published
-    ours: Callable[[list[dict]], str]  # our number, from the records
+    ours: Callable[[list[dict[str, Any]]], str]  # our number, from the records
 
 
 @dataclass(slots=True, kw_only=True)

@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: GPL-2.0-only
-"""Experiments ``contention`` and ``race``: seed 002's lock picture and its
-VM_LOCK_RMAP argument, on the model (docs/experiments/contention.md).
+"""Experiments ``contention`` and ``race``: the lock picture of Rik van Riel's
+anon_vma_chain posting (January 2010) and its VM_LOCK_RMAP argument, on the
+model (docs/experiments/contention.md, docs/experiments/race.md).
 
 ``contention`` runs the AIM7-like forking load (rmaplab.contention.aim7) on
 K simulated CPUs for each scheme: throughput in jobs per simulated minute,
@@ -100,17 +101,20 @@ EXPERIMENT = Experiment(
             "trylock_fail": ("tryfail", "failed page_table_lock trylocks in try_to_unmap"),
             "swap_again": ("again", "try_to_unmap calls that returned SWAP_AGAIN"),
             "walk_vmas_avg": ("walk vmas", "VMAs an rmap walk examines, average")},
-    claims=[Claim(row="1", text="seed 002: 'one CPU is walking the page tables of 1000 "
-                                "processes in page_referenced_one, while all other CPUs are "
-                                "stuck on the anon_vma lock' (the old anon_vma; gone with "
-                                "anon_vma_chain)",
+    claims=[Claim(ref="anon-vma-lock-contention",
+                  text="Rik van Riel: 'one CPU is walking the page tables of 1000 "
+                       "processes in page_referenced_one, while all other CPUs are "
+                       "stuck on the anon_vma lock' (the old anon_vma; gone with "
+                       "anon_vma_chain)",
                   published="catastrophic failure for AIM7 (Rik van Riel, Jan 2010)",
                   ours=_picture),
-            Claim(row="3c", text="anonmm and anon_vma perform 'almost exactly' the same",
+            Claim(ref="kernbench-anonmm-anon-vma",
+                  text="anonmm and anon_vma perform 'almost exactly' the same",
                   published="kernbench system s: anonmm 83.85, anon_vma 83.69 (no memory "
                             "pressure)", ours=_same),
-            Claim(row="-", text="pte_chain's try_to_unmap trylocks page_table_lock and returns "
-                                "SWAP_AGAIN when it fails (seed 001)",
+            Claim(ref="pte-chain-trylock",
+                  text="pte_chain's try_to_unmap trylocks page_table_lock and returns "
+                       "SWAP_AGAIN when it fails (Rik van Riel's 2002 rmap)",
                   published="no figure; the mechanism", ours=_trylock)],
     plots=[Plot(x="cpus", y="throughput_jpm", xlabel="CPUs (K)", logx=True, dash="procs",
                 ylabel="jobs (fork + COW + exit) per simulated minute",
@@ -150,13 +154,14 @@ RACE = Experiment(
                                       "boundaries"),
             "misses_any": ("missed any", "the same, at any boundary"),
             "missed_at_open": ("where", "scenario@boundary of each miss a walk can reach")},
-    claims=[Claim(row="-", text="Nick Piggin: rmap is also used for invalidations, which must "
-                                "find every PTE; Rik van Riel: a VMA half set up or torn down "
-                                "has no PTEs, and a split leaves the other VMA covering them",
-                  published="seed 002, 1-2 Feb 2010 (no figure)", ours=_race_claim)],
+    claims=[Claim(ref="vm-lock-rmap-race",
+                  text="Nick Piggin: rmap is also used for invalidations, which must "
+                       "find every PTE; Rik van Riel: a VMA half set up or torn down "
+                       "has no PTEs, and a split leaves the other VMA covering them",
+                  published="linux-mm, 1-2 Feb 2010 (no figure)", ours=_race_claim)],
     plots=[Plot(x="vm_lock_rmap", y="misses_open", xlabel="the VM_LOCK_RMAP flag",
                 ylabel="PTEs missed by walks at reachable boundaries", kind="bar",
                 xlabels={0: "removed (0)", 1: "kept (1)"},
                 title="race: PTEs that rmap walks miss during VMA surgery")],
-    doc="docs/experiments/contention.md",
+    doc="docs/experiments/race.md",
 )

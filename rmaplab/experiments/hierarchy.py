@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: GPL-2.0-only
 """Experiment ``hierarchy``: the fork chain behind the 2015 reuse rule
-(REFERENCES.md row 4; Daniel Forrest's reproducer, 2012).
+(docs/references.md#fork-chain-growth; Daniel Forrest's reproducer, 2012).
 
 A process maps `vmas` VMAs of 4 pages and writes them; then, for
 `generations` generations, the newest process forks a child, the child
@@ -76,9 +76,10 @@ EXPERIMENT = Experiment(
             "vmas_live": ("vmas", "VMAs live at the end"),
             "anon_vmas_per_vma": ("av/vma", "anon_vmas per live VMA"),
             "peak_anon_vmas": ("av peak", "most anon_vmas live at once")},
-    claims=[Claim(row="4", text="serial fork chains grow anon_vmas and avcs without bound "
-                                "under anon_vma_chain; the 2015 reuse rule bounds anon_vmas "
-                                "to at most twice the VMAs",
+    claims=[Claim(ref="fork-chain-growth",
+                  text="serial fork chains grow anon_vmas and avcs without bound "
+                       "under anon_vma_chain; the 2015 reuse rule bounds anon_vmas "
+                       "to at most twice the VMAs",
                   published="unbounded (2012 reproducer) vs <= 2 per VMA (commit 7a3ef208e662)",
                   ours=_claim)],
     plots=[Plot(x="generations", y="anon_vmas", xlabel="generations of fork + exit",

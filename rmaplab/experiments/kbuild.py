@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: GPL-2.0-only
 """Experiment ``kbuild``: a make parent forking and exec'ing short-lived
-compilers (REFERENCES.md rows 2 and 3).
+compilers (docs/references.md#kbuild-avc-overhead and
+#pte-chain-singletons).
 
 `make` keeps `jobs` compile jobs running until `units` are done. A job is
 make forking a shell that execs the compiler driver (fork, then exit of the
@@ -12,7 +13,7 @@ private file mappings stand here as anonymous ones with the same flags and
 writes) and its own data, bss, heap and stack.
 
 Sampled at every step: the ratio of anon_vma_chain bytes to vm_area_struct
-bytes (seed 002: "about 1/3"), the share of anonymous pages mapped only
+bytes (Rik van Riel, 2010: "about 1/3"), the share of anonymous pages mapped only
 once (pte_chain's direct pointers: ~90% in 2003), pte_chain objects, and
 every scheme's rmap bytes (Minchan Kim's concern about the total).
 """
@@ -123,11 +124,18 @@ def _ratio(records: list[dict]) -> str:
 
 
 def _single(records: list[dict]) -> str:
-    return "; ".join(f"j{r['jobs']}: {100 * r['singleton_share']:.0f}% singletons"
-                     + (f", {r['pte_chains_peak']} pte_chain objects at peak"
-                        if r["scheme"] == "pte_chain" else "")
-                     for r in records if r["scheme"] == records[0]["scheme"]
-                     or r["scheme"] == "pte_chain")
+    """One entry per -j: the share of anonymous pages mapped once (a property
+    of the build, the same under every scheme) and, when pte_chain ran, its
+    pte_chain objects at peak."""
+    parts = []
+    for jobs in dict.fromkeys(r["jobs"] for r in records):
+        at = [r for r in records if r["jobs"] == jobs]
+        part = f"j{jobs}: {100 * at[0]['singleton_share']:.0f}% singletons"
+        chains = [r["pte_chains_peak"] for r in at if r["scheme"] == "pte_chain"]
+        if chains:
+            part += f", {chains[0]:,} pte_chain objects at peak"
+        parts.append(part)
+    return "; ".join(parts)
 
 
 EXPERIMENT = Experiment(
@@ -155,11 +163,13 @@ EXPERIMENT = Experiment(
             "rmap_bytes_avg": ("rmap B avg", "rmap metadata, bytes (x86_64), average over "
                                              "the build"),
             "rmap_bytes_peak": ("rmap B max", "the same, most at once")},
-    claims=[Claim(row="2", text="anon_vma_chain memory overhead is about 1/3 of the "
-                                "vm_area_struct slab during a kernel compile",
-                  published="about 1/3 (Rik van Riel, seed 002)", ours=_ratio),
-            Claim(row="3", text="most anonymous pages are mapped once (pte_chain's direct "
-                                "pointer); make -j256 held 24,116 pte_chain objects",
+    claims=[Claim(ref="kbuild-avc-overhead",
+                  text="anon_vma_chain memory overhead is about 1/3 of the "
+                       "vm_area_struct slab during a kernel compile",
+                  published="about 1/3 (Rik van Riel, Jan 2010)", ours=_ratio),
+            Claim(ref="pte-chain-singletons",
+                  text="most anonymous pages are mapped once (pte_chain's direct "
+                       "pointer); make -j256 held 24,116 pte_chain objects",
                   published="90% singletons; 24,116 pte_chains (16-way NUMA-Q, 2.5.6x)",
                   ours=_single)],
     plots=[Plot(x="jobs", y="avc_to_vma_bytes", xlabel="parallel jobs (make -j)", logx=True,

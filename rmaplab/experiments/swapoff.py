@@ -1,12 +1,12 @@
 # SPDX-License-Identifier: GPL-2.0-only
-"""Experiment ``swapoff``: try_to_unuse, 2004 against 2019 (seed 004,
-REFERENCES.md row 5).
+"""Experiment ``swapoff``: try_to_unuse, 2004 against 2019
+(docs/references.md#swapoff-quadratic).
 
 A parent pages out `pages` written pages, forks a tree of `procs` children
 (shape ``chain``, ``fan`` or ``tree``: fork copies the swap entries, so all
 share those slots, and each child joins mmlist right after its parent);
 each child writes `writes` pages of its own and pages them out. Then
-swapoff under Config.unuse "2004" (seed 004: slot by slot, searching the
+swapoff under Config.unuse "2004" (Hugh Dickins' 2004 mmlist: slot by slot, searching the
 mms around mmlist) and "2019" (commit b56a2d8af914: one pass over each mm's
 page tables). Every run is checked (checker clean, everything back, sharing
 and data right). Costs are the model's counters: swapoff_ptes (PTEs
@@ -161,8 +161,9 @@ EXPERIMENT = Experiment(
             "mms": ("mms", "mms swapoff visits"),
             "ptes": ("ptes", "PTEs swapoff looks at (unuse_pte_range)"),
             "swapoff_s": ("swapoff s", "host time of the swapoff, seconds")},
-    claims=[Claim(row="5", text="swapoff's try_to_unuse is quadratic; the per-mm rewrite is "
-                                "linear (about 6 GB swapped, 8 CPUs)",
+    claims=[Claim(ref="swapoff-quadratic",
+                  text="swapoff's try_to_unuse is quadratic; the per-mm rewrite is "
+                       "linear (about 6 GB swapped, 8 CPUs)",
                   published="~1,200M unuse_pte_range calls, 8 min vs ~9.0K calls, 3 min",
                   ours=_claim)],
     plots=[Plot(x="procs", y="ptes", xlabel="processes in the fork tree (N)",

@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: GPL-2.0-only
 """The ``kernel-run`` and ``kernel-diff`` commands, and their exit statuses.
 
-Statuses follow TRACE_FORMAT.md: 0 ran (kernel-diff: agree), 1 differ
+Statuses follow docs/trace-format.md: 0 ran (kernel-diff: agree), 1 differ
 (kernel-diff), 2 invalid trace or arguments (nothing ran), 3 cannot run on
 this machine, 4 the kernel disagreed with itself (kernel-diff), 70 internal
 error.  SIGINT and SIGTERM end a run after it has cleaned up, with 130/143.

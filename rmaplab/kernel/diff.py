@@ -3,7 +3,7 @@
 against itself.
 
 compare_runs() is pure: it takes the ops and both sides' results and
-snapshots (TRACE_FORMAT.md shapes) and lists every Divergence, in trace
+snapshots (docs/trace-format.md shapes) and lists every Divergence, in trace
 order, up to (not including) the first model-only op that can change state
 (``reclaim``, ``madvise volatile``): past it the model is on its own.
 Within a snapshot, divergences come in the snapshot's own order: tasks by

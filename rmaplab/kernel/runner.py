@@ -16,7 +16,7 @@ ignore SIGCHLD, so a worker's own exited children never linger as zombies.
 Each worker is also watched through a pidfd, which works whether or not it
 is the runner's own child, and says when its address space is torn down.
 
-Determinism (TRACE_FORMAT.md): all processes of the run, the runner
+Determinism (docs/trace-format.md): all processes of the run, the runner
 included, are pinned to one CPU; THP is off in every worker; page-cluster is
 0; after a ``pageout`` the runner waits for writeback to finish.
 """
@@ -254,7 +254,7 @@ class KernelRun:
     def do_op_oom(self, op: Op, snapshots: list[dict]) -> dict[str, Any]:
         """do_op, reporting a worker the kernel's OOM killer took as the contract says.
 
-        TRACE_FORMAT.md: the op whose task was killed gets {"ok": false,
+        docs/trace-format.md: the op whose task was killed gets {"ok": false,
         "error": "OOM", "killed": task}; an op that completed while another
         task was killed gets "killed": that task ("also_killed" for more, as
         the model does); later ops on it get ESRCH. A worker killed between
