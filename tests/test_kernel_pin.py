@@ -205,3 +205,14 @@ def test_pinned_to_another_cpu_the_irq_trace_goes_wrong():
         f"pinned to CPU {others[0]} the trace gave the interrupt CPU's answer 4 times")
     kept = [w for w in wrong if "0x100000038000" in w[1][0]["tasks"]["t1"]["pages"]]
     assert kept, "the runs that differ should be those that kept t1's page"
+
+
+@needs_kernel
+def test_a_fallback_cpu_is_said_on_stderr(monkeypatch, capsys):
+    def no_irqs(directory, allowed):
+        return choose_cpu(None, allowed)  # as for a loop device: the fallback
+
+    monkeypatch.setattr("rmaplab.kernel.runner.choose_cpu", no_irqs)
+    run_on_kernel(load_trace(IRQ_TRACE)[:3], wait_lock=LOCK_WAIT)
+    err = capsys.readouterr().err
+    assert "rmaplab: warning: pinned to CPU " in err and "fell back" in err

@@ -499,12 +499,18 @@ def run_on_kernel(ops: list[Op], *, cpu: int | None = None, lock_path: str = LOC
     Raises KernelUnavailable when this machine cannot run traces, Interrupted
     on SIGINT/SIGTERM (after cleaning up), RunnerError on anything
     unexplained.  ``wait_lock`` seconds are spent waiting for another run's
-    lock before giving up (the contract's default is not to wait).
+    lock before giving up (the contract's default is not to wait).  The run
+    is pinned to the CPU that services the swap disk's interrupts (pin.py);
+    ``cpu`` overrides that, for tests that show why the rule matters.
+    on_pin(choice) is told which CPU and why; without it, a trace with swap
+    whose CPU could only be a fallback gets a warning on stderr.
     """
     need_swap = any(op.op == "swapon" for op in ops)
     with stop_signals_raise(), KernelRun(cpu=cpu, lock_path=lock_path, wait_lock=wait_lock,
                                          need_swap=need_swap) as run:
+        assert run.cpu_choice is not None
         if on_pin is not None:
-            assert run.cpu_choice is not None
             on_pin(run.cpu_choice)
+        elif need_swap and run.cpu_choice.fallback and cpu is None:
+            print(f"rmaplab: warning: pinned to {run.cpu_choice.describe()}", file=sys.stderr)
         return run.run(ops, on_op)
