@@ -9,6 +9,9 @@ differently from run to run is no reference.  The model replays these files
 in CI, where there is no root.
 
     sudo .venv/bin/python tests/traces/record.py [NAME.jsonl ...]
+
+The merge_mremap_* traces are written by merge_selftests.py (translated
+from the kernel's VMA-merge selftests); re-run it before recording them.
 """
 
 from __future__ import annotations
