@@ -364,8 +364,10 @@ def vma_merge_new_range(m: Machine, mm: MM, start: int, end: int, flags: int, pg
         return None
     src_l = copied_from.lineage if copied_from is not None else src_lineage
     npages = end - start
-    left = prev is not None and can_merge_after(prev, flags, pgoff, src_l, None)
-    right = (nxt is not None and can_merge_before(nxt, flags, pgoff, npages, src_l, None)
+    # The VMA mremap copies is the source of the anon_vma question too: a
+    # fork child's may not pass to an unfaulted neighbour (6.18's copied_from).
+    left = prev is not None and can_merge_after(prev, flags, pgoff, src_l, copied_from)
+    right = (nxt is not None and can_merge_before(nxt, flags, pgoff, npages, src_l, copied_from)
              and (prev is None or not left or prev_next_compatible(prev, nxt)))
     if not left and not right:
         return None

@@ -25,6 +25,7 @@ import click
 from ..progress import op_progress
 from ..trace import Op, TraceError, load_trace
 from .observe import KernelUnavailable
+from .pin import CpuChoice
 from .runner import Interrupted
 
 EXIT_INVALID, EXIT_CANNOT_RUN, EXIT_INTERNAL = 2, 3, 70
@@ -72,6 +73,10 @@ def _open_out(path: str) -> IO[str]:
         raise click.BadParameter(f"cannot write {path}: {exc.strerror}") from None
 
 
+def _say_pin(choice: CpuChoice) -> None:
+    _err(f"rmaplab: pinned to {choice.describe()}")
+
+
 def write_jsonl(f: IO[str], objs: list[dict[str, Any]]) -> None:
     for obj in objs:
         f.write(json.dumps(obj) + "\n")
@@ -84,16 +89,24 @@ def write_jsonl(f: IO[str], objs: list[dict[str, Any]]) -> None:
               help="Where to write the results, one JSON object per op line ('-': stdout).")
 @click.option("--snapshots", "snapshots_path", default=None, metavar="FILE",
               help="Where to write the snapshots, one JSON object per line.")
-@click.option("--cpu", type=int, default=None,
-              help="CPU to pin every process of the run to (default: the last allowed one).")
+@click.option("--cpu", type=click.IntRange(min=0), default=None,
+              help="Pin the run to this CPU instead of the one servicing the swap disk's "
+                   "interrupts (to study the rule; results may then not be repeatable).")
 @click.option("--wait-lock", type=click.FloatRange(min=0), default=0.0, metavar="SECONDS",
               help="Wait this long for another kernel run to finish (default: refuse at once).")
+@click.option("-v", "--verbose", is_flag=True,
+              help="Say on stderr which CPU the run is pinned to and why (swap disk, its "
+                   "interrupts and the CPUs that serviced them).")
 def kernel_run_cmd(trace: str, results_path: str, snapshots_path: str | None,
-                   cpu: int | None, wait_lock: float) -> None:
+                   cpu: int | None, wait_lock: float, verbose: bool) -> None:
     """Run TRACE on this machine's kernel (needs root); write results and snapshots."""
 
     def body() -> int:
         from .runner import run_on_kernel
+        if cpu is not None and cpu not in os.sched_getaffinity(0):
+            raise click.BadParameter(f"CPU {cpu} is not one this process may run on "
+                                     f"(allowed: {sorted(os.sched_getaffinity(0))})",
+                                     param_hint="--cpu")
         ops = load_trace(trace)
         outs = [_open_out(results_path)]
         if snapshots_path is not None:
@@ -101,7 +114,8 @@ def kernel_run_cmd(trace: str, results_path: str, snapshots_path: str | None,
         try:
             with op_progress("kernel-run", len(ops)) as advance:
                 results, snapshots = run_on_kernel(ops, cpu=cpu, wait_lock=wait_lock,
-                                                   on_op=advance)
+                                                   on_op=advance,
+                                                   on_pin=_say_pin if verbose else None)
             write_jsonl(outs[0], results)
             if len(outs) > 1:
                 write_jsonl(outs[1], snapshots)

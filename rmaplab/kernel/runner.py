@@ -17,8 +17,10 @@ Each worker is also watched through a pidfd, which works whether or not it
 is the runner's own child, and says when its address space is torn down.
 
 Determinism (docs/trace-format.md): all processes of the run, the runner
-included, are pinned to one CPU; THP is off in every worker; page-cluster is
-0; after a ``pageout`` the runner waits for writeback to finish.
+included, are pinned to one CPU, the one that services the swap disk's
+interrupts (pin.py says how it is found, and what happens when it cannot
+be); THP is off in every worker; page-cluster is 0; after a ``pageout`` the
+runner waits for writeback to finish.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from ..consts import WINDOW_END, WINDOW_START
 from ..snapshot import canonical_snapshot
 from ..trace import Op
 from .observe import KernelUnavailable, Observer, oom_kills, preflight
+from .pin import CpuChoice, choose_cpu
 from .swap import (
     LOCK_PATH,
     PageCluster,
@@ -123,6 +126,8 @@ class KernelRun:
     def __init__(self, *, cpu: int | None = None, lock_path: str = LOCK_PATH,
                  wait_lock: float = 0.0, need_swap: bool = True) -> None:
         self.cpu = cpu
+        #: Which CPU the run is pinned to and why (set on entry).
+        self.cpu_choice: CpuChoice | None = None
         self.lock_path = lock_path
         self.wait_lock = wait_lock
         self.need_swap = need_swap
@@ -161,12 +166,13 @@ class KernelRun:
         if others:
             raise KernelUnavailable("a swap area is active (" + ", ".join(others) + "); kernel "
                                     "runs need a machine without swap: swapoff it first")
-        self.swap = SwapArea(self.libc, choose_swap_dir() if self.need_swap else None)
+        swap_dir = choose_swap_dir() if self.need_swap else None
+        self.swap = SwapArea(self.libc, swap_dir)
         self.observer = Observer()
         stack.callback(self.observer.close)
         saved_cpus = os.sched_getaffinity(0)
-        if self.cpu is None:
-            self.cpu = max(saved_cpus)
+        self.cpu_choice = self._choose_cpu(swap_dir, saved_cpus)
+        self.cpu = self.cpu_choice.cpu
         os.sched_setaffinity(0, {self.cpu})
         stack.callback(os.sched_setaffinity, 0, saved_cpus)
         flag = ctypes.c_int(0)
@@ -177,6 +183,22 @@ class KernelRun:
         stack.callback(self._swap_cleanup)
         # Registered last so it runs first: workers die before the swap goes.
         stack.callback(self._kill_workers)
+
+    def _choose_cpu(self, swap_dir: str | None, allowed: set[int]) -> CpuChoice:
+        """The swap disk's interrupt CPU, or the CPU asked for (the test-only override)."""
+        if swap_dir is None:
+            # No swap in this trace: the CPU matters less, but the rule stays the same.
+            with contextlib.suppress(KernelUnavailable):
+                swap_dir = choose_swap_dir()
+        rule = choose_cpu(swap_dir, allowed)
+        if self.cpu is None:
+            return rule
+        if self.cpu not in allowed:
+            raise KernelUnavailable(f"CPU {self.cpu} is not one this process may run on "
+                                    f"(allowed: {sorted(allowed)})")
+        return CpuChoice(self.cpu, rule.disk, rule.bus_device, rule.irqs,
+                         reason=f"asked for (the rule would pick CPU {rule.cpu}: {rule.reason})",
+                         fallback=rule.fallback)
 
     def _release(self) -> None:
         problems: list[str] = []
@@ -469,16 +491,26 @@ def worker_children(parent: int | None = None) -> list[int]:
 
 
 def run_on_kernel(ops: list[Op], *, cpu: int | None = None, lock_path: str = LOCK_PATH,
-                  wait_lock: float = 0.0, on_op: Callable[[], None] | None = None
+                  wait_lock: float = 0.0, on_op: Callable[[], None] | None = None,
+                  on_pin: Callable[[CpuChoice], None] | None = None
                   ) -> tuple[list[dict], list[dict]]:
     """Run validated ``ops`` in real processes; return (results, snapshots).
 
     Raises KernelUnavailable when this machine cannot run traces, Interrupted
     on SIGINT/SIGTERM (after cleaning up), RunnerError on anything
     unexplained.  ``wait_lock`` seconds are spent waiting for another run's
-    lock before giving up (the contract's default is not to wait).
+    lock before giving up (the contract's default is not to wait).  The run
+    is pinned to the CPU that services the swap disk's interrupts (pin.py);
+    ``cpu`` overrides that, for tests that show why the rule matters.
+    on_pin(choice) is told which CPU and why; without it, a trace with swap
+    whose CPU could only be a fallback gets a warning on stderr.
     """
     need_swap = any(op.op == "swapon" for op in ops)
     with stop_signals_raise(), KernelRun(cpu=cpu, lock_path=lock_path, wait_lock=wait_lock,
                                          need_swap=need_swap) as run:
+        assert run.cpu_choice is not None
+        if on_pin is not None:
+            on_pin(run.cpu_choice)
+        elif need_swap and run.cpu_choice.fallback and cpu is None:
+            print(f"rmaplab: warning: pinned to {run.cpu_choice.describe()}", file=sys.stderr)
         return run.run(ops, on_op)

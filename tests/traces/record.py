@@ -9,6 +9,9 @@ differently from run to run is no reference.  The model replays these files
 in CI, where there is no root.
 
     sudo .venv/bin/python tests/traces/record.py [NAME.jsonl ...]
+
+The merge_mremap_* traces are written by merge_selftests.py (translated
+from the kernel's VMA-merge selftests); re-run it before recording them.
 """
 
 from __future__ import annotations
@@ -22,10 +25,9 @@ HERE = Path(__file__).resolve().parent
 
 
 def traces(names: list[str]) -> list[Path]:
-    if names:
-        return [Path(n).resolve() for n in names]
-    return sorted(p for p in HERE.glob("*.jsonl")
-                  if not p.name.endswith((".results.jsonl", ".snapshots.jsonl")))
+    found = [Path(n).resolve() for n in names] if names else sorted(HERE.glob("*.jsonl"))
+    # A shell glob over this directory names the recorded answers too: skip them.
+    return [p for p in found if not p.name.endswith((".results.jsonl", ".snapshots.jsonl"))]
 
 
 def kernel_run(trace: Path, out: Path) -> tuple[str, str]:
