@@ -18,9 +18,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from ..progress import progress_bar
 from ..rmap import SCHEMES
 from .base import Experiment
 
@@ -69,9 +69,7 @@ def run_experiment(exp: Experiment, *, schemes: Sequence[str] | None = None,
         if why is not None:
             raise ValueError(f"--param {why}")
     records: list[dict] = []
-    with Progress(TextColumn("{task.description}"), BarColumn(),
-                  TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
-                  console=console, disable=not progress, transient=True) as bar:
+    with progress_bar(console, enabled=progress) as bar:
         task = bar.add_task(exp.name, total=len(todo))
         for scheme, p in todo:
             bar.update(task, description=f"{exp.name} {scheme} "
