@@ -12,17 +12,19 @@ import errno
 import json
 import math
 import os
+import shutil
 import signal
 import stat
 import sys
 import tempfile
 import traceback
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, Any, NoReturn, TypeVar
 
 import click
+from click.shell_completion import CompletionItem
 
 from .rmap import SCHEMES
 from .trace import Op, TraceError, load_trace, read_trace
@@ -155,9 +157,7 @@ class SchemeList(click.ParamType):
         return tuple(dict.fromkeys(names))
 
     def shell_complete(self, ctx: click.Context, param: click.Parameter,
-                       incomplete: str) -> list[Any]:
-        from click.shell_completion import CompletionItem
-
+                       incomplete: str) -> list[CompletionItem]:
         done, _, last = incomplete.rpartition(",")
         prefix = done + "," if done else ""
         names = [*SCHEMES, "all"] if not done else list(SCHEMES)
@@ -436,6 +436,14 @@ def output_path(option: str, name: str | os.PathLike[str]) -> Iterator[Path]:
     """A temporary path beside `name` for a library call that writes a whole file;
     renamed onto `name` when the call returns, removed if it fails."""
     out = Output(option, os.fspath(name), binary=True)
+    if out.name == STDIO:  # made aside, then copied to stdout
+        with tempfile.TemporaryDirectory(prefix="rmaplab-") as tmpdir:
+            spool = Path(tmpdir) / "out"
+            yield spool
+            with open(spool, "rb") as f:
+                shutil.copyfileobj(f, sys.stdout.buffer)
+            sys.stdout.buffer.flush()
+        return
     out.check()
     out.open()
     assert out.file is not None
@@ -459,13 +467,3 @@ def output_path(option: str, name: str | os.PathLike[str]) -> Iterator[Path]:
         if out._tmp is not None:
             with suppress(OSError):
                 os.unlink(out._tmp)
-
-
-def echo_unless(quiet: bool, text: str) -> None:
-    """An informational line on stderr, unless --quiet."""
-    if not quiet:
-        click.echo(text, err=True)
-
-
-def comma(names: Sequence[str]) -> str:
-    return ", ".join(names)

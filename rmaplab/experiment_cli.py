@@ -6,7 +6,9 @@ plots; ``--list-params`` says what NAME can be asked for."""
 from __future__ import annotations
 
 import errno
+import os
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -111,8 +113,11 @@ def experiment_cmd(name: str, schemes: tuple[str, ...] | None, params: tuple[str
             print_json(_document(exp, records))
         elif not quiet:
             print_report(exp, records, console)
-        try:
-            files = write_outputs(exp, records, out)
+        try:  # written aside, then renamed: a failed write leaves the old files as they were
+            with tempfile.TemporaryDirectory(dir=out, prefix=".rmaplab-") as tmp:
+                files = [out / f.name for f in write_outputs(exp, records, Path(tmp))]
+                for f in files:
+                    os.replace(Path(tmp) / f.name, f)
         except OSError as e:  # the table above is the run's result; say what was not written
             why = "no space left" if e.errno in (errno.ENOSPC, errno.EDQUOT) else \
                 (e.strerror or str(e))

@@ -156,7 +156,7 @@ def report_cmd(db: Path, html_path: Path | None, csv_path: Path | None,
                     n = store.export_parquet(tmp)
                 wrote.append(f"{parquet_path} ({n} points)")
         if not quiet:
-            click.echo("wrote " + ", ".join(wrote))
+            say("report", "wrote " + ", ".join(wrote))
         return 0
 
     _guard("report", body)

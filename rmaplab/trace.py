@@ -10,6 +10,8 @@ Rules, checked line by line in this order (the first problem wins):
   or LF: JSON's whitespace) and lines whose first other character is ``#``
   are skipped.  Any other line longer than MAX_LINE_CHARS characters is
   rejected before parsing (no valid op needs more than a few hundred).
+  read_trace() streams: it never holds more than one line of at most
+  MAX_LINE_BYTES, so endless input fails on its first long line.
 - Every other line is one JSON object (not an array, string or number).
   ``NaN``/``Infinity``, a key repeated in any object, nesting too deep for
   the parser and integers too long to convert are errors (key None, or the

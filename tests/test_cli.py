@@ -310,3 +310,26 @@ def test_progress_bar_keeps_its_bar_and_time_left(width: int) -> None:
     line = buf.getvalue().splitlines()[0]
     assert len(line) <= width and "7/30" in line and "left" in line and "…" in line
     assert line.count("━") + line.count("╸") + line.count(" ") >= BAR_WIDTH
+
+
+def test_sweep_json_and_report_to_stdout_and_full_disk(tmp_path: Path) -> None:
+    spec = tmp_path / "s.toml"
+    spec.write_text('experiment = "hierarchy"\n[params]\ngenerations = [2, 3]\nvmas = 1\n')
+    db = tmp_path / "r.sqlite"
+    p = run("sweep", str(spec), "--db", str(db), "--scheduler", "inline", "--schemes",
+            "modern,anonmm", "--json", "-q")
+    assert p.returncode == 0, p.stderr
+    doc = json.loads(p.stdout)
+    assert doc["points"] == 4 and doc["done"] == 4 and doc["complete"] is True
+    p = run("report", str(db), "--csv", "-")
+    assert p.returncode == 0, p.stderr
+    rows = p.stdout.decode().splitlines()
+    assert len(rows) == 5 and "generations" in rows[0]  # a header and the four points
+    assert "wrote stdout" in p.stderr.decode() or "wrote -" in p.stderr.decode()
+    csv_path = tmp_path / "points.csv"
+    csv_path.write_text("old\n")
+    p = run("report", str(db), "--csv", str(csv_path), "--html", "/dev/full")
+    assert p.returncode == 2 and "no space left writing /dev/full" in p.stderr.decode()
+    assert b"Traceback" not in p.stderr and csv_path.read_text() == "old\n"
+    p = run("report", str(db), "--csv", "-", "--parquet", "-")
+    assert p.returncode == 2 and "both write to stdout" in p.stderr.decode()
