@@ -333,3 +333,29 @@ def test_sweep_json_and_report_to_stdout_and_full_disk(tmp_path: Path) -> None:
     assert b"Traceback" not in p.stderr and csv_path.read_text() == "old\n"
     p = run("report", str(db), "--csv", "-", "--parquet", "-")
     assert p.returncode == 2 and "both write to stdout" in p.stderr.decode()
+
+
+def test_model_bug_keeps_records_aside_and_the_old_results(trace: Path, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch
+                                                            ) -> None:
+    from click.testing import CliRunner
+
+    import rmaplab.replay_cli as replay_cli
+
+    real = replay_cli.run_op
+
+    def buggy(m, op):  # type: ignore[no-untyped-def]
+        if op.line == 5:
+            raise KeyError("a model bug")
+        return real(m, op)
+
+    monkeypatch.setattr(replay_cli, "run_op", buggy)
+    results = tmp_path / "r.jsonl"
+    results.write_text("old\n")
+    r = CliRunner().invoke(main, ["replay", str(trace), "--results", str(results),
+                                  "--snapshots", str(tmp_path / "s.jsonl")])
+    assert r.exit_code == 70 and "internal error" in r.output and "trace line 5" in r.output
+    assert results.read_text() == "old\n"
+    kept = [json.loads(x) for x in (tmp_path / "r.jsonl.partial").read_text().splitlines()]
+    assert [k["line"] for k in kept] == [1, 2, 3, 4]
+    assert str(tmp_path / "r.jsonl.partial") in r.output
