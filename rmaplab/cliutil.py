@@ -281,9 +281,14 @@ class Output:
         enc = None if self.binary else "utf-8"
         try:
             if (st is not None and not stat.S_ISREG(st.st_mode)) or \
+                    self.name.startswith(("/dev/", "/proc/")) or \
                     not os.access(parent, os.W_OK | os.X_OK):
-                # a device, FIFO or /dev/stdout cannot be renamed onto: write it as is
-                self.file = open(self.name, mode, encoding=enc)  # noqa: SIM115 - closed by close()
+                # a device, a FIFO, /dev/stdout (whatever it points at) cannot be
+                # renamed onto: write it as is; /dev/stdout and the like through the
+                # descriptor itself, as reopening a file there would truncate it
+                fd = _fd_path(self.name)
+                self.file = (os.fdopen(os.dup(fd), mode, encoding=enc) if fd is not None
+                             else open(self.name, mode, encoding=enc))  # noqa: SIM115
                 return
             fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{os.path.basename(target)}.",
                                        suffix=".tmp")
@@ -340,6 +345,17 @@ class Output:
         except OSError:
             pass
         return None
+
+
+def _fd_path(name: str) -> int | None:
+    """The descriptor a /dev/stdout, /dev/stderr or /dev/fd/N path names, or None."""
+    named = {"/dev/stdout": 1, "/dev/stderr": 2}.get(name)
+    if named is not None:
+        return named
+    for prefix in ("/dev/fd/", "/proc/self/fd/"):
+        if name.startswith(prefix) and name[len(prefix):].isdigit():
+            return int(name[len(prefix):])
+    return None
 
 
 def _umask() -> int:

@@ -359,3 +359,12 @@ def test_model_bug_keeps_records_aside_and_the_old_results(trace: Path, tmp_path
     kept = [json.loads(x) for x in (tmp_path / "r.jsonl.partial").read_text().splitlines()]
     assert [k["line"] for k in kept] == [1, 2, 3, 4]
     assert str(tmp_path / "r.jsonl.partial") in r.output
+
+
+def test_dev_stdout_is_written_through_the_descriptor(trace: Path, tmp_path: Path) -> None:
+    """`--results /dev/stdout >> FILE` appends, as `>>` asks: it is not reopened."""
+    out = tmp_path / "o.jsonl"
+    for _ in range(2):
+        p = sh(f"rmaplab replay {trace} --results /dev/stdout --snapshots /dev/null -q >> {out}")
+        assert p.returncode == 0 and p.stderr == b""
+    assert len(out.read_text().splitlines()) == 400
