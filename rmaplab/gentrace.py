@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-2.0-only
-"""Seeded random trace generator (docs/trace-format.md, version 1) and ``gen-trace``.
+"""Seeded random trace generator (docs/trace-format.md, version 1).
 
 generate_trace() writes traces that always pass trace.parse_trace_lines()
 and are meant to make ops collide: every address falls in a small region at
@@ -26,9 +26,8 @@ from __future__ import annotations
 
 import json
 import random
-from typing import IO, Any
-
-import click
+from collections.abc import Iterator
+from typing import Any
 
 from .consts import MAX_PAGES, PAGE_SIZE, WINDOW_START
 
@@ -60,7 +59,8 @@ class _Generator:
         self.kernel_only = kernel_only
         self.no_swap = no_swap
         self.swap_pages = swap_pages
-        self.lines: list[str] = []
+        self.pending: list[str] = []  # lines emitted, not yet handed out
+        self.count = 0  # lines emitted in all
         self.live: list[str] = []  # a list, not a set: choices must be ordered
         self.maybe: dict[str, set[int]] = {}  # page indexes from WINDOW_START
         self.sure: dict[str, set[int]] = {}
@@ -77,7 +77,8 @@ class _Generator:
         for key, value in keys.items():
             obj[key] = (f"{WINDOW_START + value * PAGE_SIZE:#x}" if key in ("addr", "new_addr")
                         else value)
-        self.lines.append(json.dumps(obj))
+        self.pending.append(json.dumps(obj))
+        self.count += 1
 
     def snapshot(self, label: str | None = None) -> None:
         self.snapshots += 1
@@ -340,12 +341,13 @@ class _Generator:
         else:
             getattr(self, op)(task)
 
-    def run(self, ops: int) -> list[str]:
+    def run(self, ops: int) -> Iterator[str]:
+        """Yield the trace's lines as they are made: memory stays bounded."""
         rng = self.rng
         swapon_at = -1 if self.no_swap else rng.randint(1, 3)
         next_snapshot = rng.randint(8, 12)
-        while len(self.lines) < ops - 1:
-            count = len(self.lines)
+        while self.count < ops - 1:
+            count = self.count
             if count == swapon_at:
                 self.swapon()
             elif count >= next_snapshot:
@@ -353,9 +355,24 @@ class _Generator:
                 next_snapshot = count + rng.randint(8, 12)
             else:
                 self.step()
+            yield from self.pending
+            self.pending.clear()
         if ops > 0:
             self.snapshot("end")
-        return self.lines
+            yield from self.pending
+            self.pending.clear()
+
+
+def trace_lines(seed: int, ops: int, tasks: int = 4, kernel_only: bool = False,
+                no_swap: bool = False, swap_pages: int = 256) -> Iterator[str]:
+    """generate_trace()'s lines one by one, as they are made (bounded memory)."""
+    if ops < 0:
+        raise ValueError(f"ops must be 0 or more, got {ops}")
+    if tasks < 1:
+        raise ValueError(f"tasks must be 1 or more, got {tasks}")
+    if not 1 <= swap_pages <= MAX_PAGES:
+        raise ValueError(f"swap_pages must be from 1 to {MAX_PAGES}, got {swap_pages}")
+    return _Generator(seed, tasks, kernel_only, no_swap, swap_pages).run(ops)
 
 
 def generate_trace(seed: int, ops: int, tasks: int = 4, kernel_only: bool = False,
@@ -366,32 +383,7 @@ def generate_trace(seed: int, ops: int, tasks: int = 4, kernel_only: bool = Fals
     `tasks` caps the live tasks; `kernel_only` leaves out model-only ops
     (reclaim, madvise volatile); `no_swap` leaves out swapon, swapoff,
     reclaim and madvise free/pageout; `swap_pages` is the swapon size.
-    Cost: O(ops * MAX_TASK_PAGES).
+    Cost: O(ops * MAX_TASK_PAGES); trace_lines() yields the same lines one by one.
     """
-    if ops < 0:
-        raise ValueError(f"ops must be 0 or more, got {ops}")
-    if tasks < 1:
-        raise ValueError(f"tasks must be 1 or more, got {tasks}")
-    if not 1 <= swap_pages <= MAX_PAGES:
-        raise ValueError(f"swap_pages must be from 1 to {MAX_PAGES}, got {swap_pages}")
-    return _Generator(seed, tasks, kernel_only, no_swap, swap_pages).run(ops)
-
-
-@click.command("gen-trace")
-@click.option("--seed", type=int, required=True, help="Random seed; same seed, same trace.")
-@click.option("--ops", "ops", type=click.IntRange(min=0), required=True,
-              help="Lines to write, snapshots included.")
-@click.option("--tasks", type=click.IntRange(min=1), default=4, show_default=True,
-              help="Most tasks alive at once.")
-@click.option("--kernel-only", is_flag=True, help="Leave out model-only ops (reclaim, volatile).")
-@click.option("--no-swap", is_flag=True, help="Leave out swapon/swapoff/reclaim/free/pageout.")
-@click.option("--swap-pages", type=click.IntRange(1, MAX_PAGES), default=256,
-              show_default=True, help="Slots of the swap area the trace turns on.")
-@click.option("-o", "--output", type=click.File("w", encoding="utf-8"), default="-",
-              help="Trace file to write (default: stdout).")
-def gen_trace_cmd(seed: int, ops: int, tasks: int, kernel_only: bool, no_swap: bool,
-                  swap_pages: int, output: IO[str]) -> None:
-    """Write a random, valid trace (docs/trace-format.md) for SEED."""
-    for line in generate_trace(seed, ops, tasks=tasks, kernel_only=kernel_only,
-                               no_swap=no_swap, swap_pages=swap_pages):
-        output.write(line + "\n")
+    return list(trace_lines(seed, ops, tasks=tasks, kernel_only=kernel_only,
+                            no_swap=no_swap, swap_pages=swap_pages))

@@ -1,26 +1,44 @@
 # SPDX-License-Identifier: GPL-2.0-only
 """``rmaplab replay``: run a trace on the model and write its records.
 
-Results, snapshots and stats are written as each op finishes, so an
-internal error (status 70) loses nothing that was already computed. An
-invalid trace is rejected whole before anything runs (status 2).
+Every path is checked before anything runs (no output may be the trace or
+another output); the trace is validated whole, then run, each record
+written as its op finishes, and each output file renamed into place at the
+end, so a failed run leaves existing files as they were. A model bug
+(status 70) keeps what was computed as FILE.partial. One summary line goes
+to stderr at the end (not with --quiet).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import sys
-import traceback
-from pathlib import Path
+import time
 
 import click
 
+from .cliutil import (
+    EXIT_INTERNAL,
+    SCHEME,
+    STDIO,
+    Files,
+    Output,
+    guard,
+    quiet_options,
+    read_trace_arg,
+    say,
+)
 from .machine import DEFAULT_FRAMES, Config, Machine
 from .progress import op_progress
 from .replay import run_op
-from .rmap import SCHEMES
-from .trace import TraceError, load_trace
+
+
+class _ModelBug(Exception):
+    """An exception from inside the model, with the trace line it came from."""
+
+    def __init__(self, line: int, cause: Exception) -> None:
+        super().__init__(f"{type(cause).__name__}: {cause}")
+        self.line = line
+        self.cause = cause
 
 
 def _dump(obj: dict) -> str:
@@ -28,56 +46,64 @@ def _dump(obj: dict) -> str:
 
 
 @click.command("replay")
-@click.argument("trace", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--scheme", type=click.Choice(SCHEMES), default="modern", show_default=True,
+@click.argument("trace", metavar="TRACE")
+@click.option("--scheme", type=SCHEME, default="modern", show_default=True,
               help="rmap scheme to model.")
-@click.option("--results", "results_path", type=click.Path(dir_okay=False, path_type=Path),
-              required=True, help="Where to write one result per trace op (JSON Lines).")
-@click.option("--snapshots", "snapshots_path", type=click.Path(dir_okay=False, path_type=Path),
-              required=True, help="Where to write the snapshots (JSON Lines).")
-@click.option("--stats", "stats_path", type=click.Path(dir_okay=False, path_type=Path),
-              default=None, help="Where to write stats at each snapshot and at the end.")
+@click.option("--results", "results_path", required=True, metavar="FILE",
+              help="Where to write one result per trace op (JSON Lines; '-': stdout).")
+@click.option("--snapshots", "snapshots_path", required=True, metavar="FILE",
+              help="Where to write the snapshots (JSON Lines; '-': stdout).")
+@click.option("--stats", "stats_path", default=None, metavar="FILE",
+              help="Where to write stats at each snapshot and at the end ('-': stdout).")
 @click.option("--check", is_flag=True, help="Run the invariant checker after every op.")
 @click.option("--frames", type=click.IntRange(1, 1 << 31), default=DEFAULT_FRAMES,
               show_default=True, help="Physical frames of the machine.")
-def replay_cmd(trace: Path, scheme: str, results_path: Path, snapshots_path: Path,
-               stats_path: Path | None, check: bool, frames: int) -> None:
-    """Replay TRACE on the model (docs/trace-format.md, version 1)."""
-    try:
-        ops = load_trace(trace)
-    except TraceError as e:
-        click.echo(f"rmaplab replay: invalid trace {trace}: {e}", err=True)
-        sys.exit(2)
-    m = Machine(Config(scheme=scheme, frames=frames, check=check))
-    files = contextlib.ExitStack()
-    try:  # the ExitStack closes them (SIM115 cannot see that)
-        rf = files.enter_context(open(results_path, "w", encoding="utf-8"))  # noqa: SIM115
-        sf = files.enter_context(open(snapshots_path, "w", encoding="utf-8"))  # noqa: SIM115
-        tf = None
-        if stats_path:
-            tf = files.enter_context(open(stats_path, "w", encoding="utf-8"))  # noqa: SIM115
-    except OSError as e:
-        files.close()
-        click.echo(f"rmaplab replay: cannot write output: {e}", err=True)
-        sys.exit(2)
-    line = 0
-    try:
-        with files, op_progress("replay", len(ops)) as advance:
-            for op in ops:
-                advance()
-                line = op.line
-                res, snap = run_op(m, op)
-                rf.write(_dump(res))
-                if snap is not None:
-                    sf.write(_dump(snap))
-                    if tf:
-                        assert op.label is not None  # only a snapshot op returns one
-                        tf.write(_dump(m.stats(op.label)))
-            if tf:
-                tf.write(_dump(m.stats("end")))
-    except Exception as e:  # noqa: BLE001 - a model bug: report it, keep what was written
-        where = traceback.extract_tb(e.__traceback__)[-1]
-        click.echo(f"rmaplab replay: internal error (a bug in rmaplab) at trace line {line}: "
-                   f"{type(e).__name__}: {e} [{Path(where.filename).name}:{where.lineno}]; "
-                   f"results up to the previous op are in {results_path}", err=True)
-        sys.exit(70)
+@quiet_options
+def replay_cmd(trace: str, scheme: str, results_path: str, snapshots_path: str,
+               stats_path: str | None, check: bool, frames: int, quiet: bool,
+               no_progress: bool) -> None:
+    """Replay TRACE ('-': stdin) on the model (docs/trace-format.md, version 1)."""
+
+    def body() -> int:
+        t0 = time.perf_counter()
+        files = Files()
+        files.input("TRACE", trace)
+        rf = files.output("--results", results_path)
+        sf = files.output("--snapshots", snapshots_path)
+        tf: Output | None = files.output("--stats", stats_path) if stats_path else None
+        files.check()
+        ops = read_trace_arg(trace)
+        m = Machine(Config(scheme=scheme, frames=frames, check=check))
+        failed = snapshots = 0
+        try:
+            with files.opened(keep_partial=lambda e: isinstance(e, _ModelBug)), \
+                    op_progress("replay", len(ops), enabled=not (quiet or no_progress)) as advance:
+                for op in ops:
+                    advance()
+                    try:
+                        res, snap = run_op(m, op)
+                    except Exception as e:
+                        raise _ModelBug(op.line, e) from e
+                    failed += not res["ok"]
+                    rf.write(_dump(res))
+                    if snap is not None:
+                        snapshots += 1
+                        sf.write(_dump(snap))
+                        if tf:
+                            assert op.label is not None  # only a snapshot op returns one
+                            tf.write(_dump(m.stats(op.label)))
+                if tf:
+                    tf.write(_dump(m.stats("end")))
+        except _ModelBug as bug:
+            kept = ", ".join(files.kept) or "the outputs written so far"
+            say("replay", f"internal error (a bug in rmaplab, please report it with the trace) "
+                f"at trace line {bug.line}: {bug}; the records up to the previous op are in "
+                f"{kept}")
+            return EXIT_INTERNAL
+        if not quiet:
+            where = "stdin" if trace == STDIO else trace
+            say("replay", f"{where}: {len(ops)} ops run on {scheme}, {failed} failed, "
+                f"{snapshots} snapshots, {time.perf_counter() - t0:.2f} s")
+        return 0
+
+    guard("replay", body)

@@ -11,45 +11,55 @@ here (no cluster), 70 internal error, 130/143 interrupted by SIGINT/SIGTERM
 
 from __future__ import annotations
 
+import dataclasses
 import sys
-import traceback
 from collections.abc import Callable
 from pathlib import Path
 
 import click
 from rich.console import Console
 
-EXIT_FAILED, EXIT_INVALID, EXIT_CANNOT_RUN, EXIT_INTERNAL = 1, 2, 3, 70
+from .cliutil import (
+    EXIT_CANNOT_RUN,
+    EXIT_INVALID,
+    Files,
+    Handlers,
+    SchemeList,
+    guard,
+    output_path,
+    print_json,
+    quiet_options,
+    say,
+)
+from .report import write_report
+from .store import Store, StoreError
+from .sweep import INLINE, Interrupted, SweepUnavailable, run_sweep
+from .sweep_spec import SpecError, load_spec
+
+EXIT_FAILED = 1
+
+
+def _handlers(cmd: str) -> Handlers:
+    def invalid(e: BaseException) -> int:
+        say(cmd, str(e))
+        return EXIT_INVALID
+
+    def unavailable(e: BaseException) -> int:
+        say(cmd, str(e))
+        return EXIT_CANNOT_RUN
+
+    def interrupted(e: BaseException) -> int:
+        say(cmd, "interrupted; every finished point is stored: run the same command again "
+            "to run the rest")
+        return 128 + getattr(e, "signum", 2)
+
+    return {SpecError: invalid, StoreError: invalid, SweepUnavailable: unavailable,
+            Interrupted: interrupted, KeyboardInterrupt: interrupted}
 
 
 def _guard(cmd: str, body: Callable[[], int]) -> None:
-    """Run a command body; map each way it can end to an exit status."""
-    from .store import StoreError
-    from .sweep import Interrupted, SweepUnavailable
-    from .sweep_spec import SpecError
-
-    try:
-        code = body()
-    except (SpecError, StoreError) as e:
-        click.echo(f"rmaplab {cmd}: {e}", err=True)
-        code = EXIT_INVALID
-    except SweepUnavailable as e:
-        click.echo(f"rmaplab {cmd}: {e}", err=True)
-        code = EXIT_CANNOT_RUN
-    except (Interrupted, KeyboardInterrupt) as e:
-        signum = getattr(e, "signum", 2)
-        click.echo(f"rmaplab {cmd}: interrupted; every finished point is stored: run the same "
-                   "command again to run the rest", err=True)
-        code = 128 + signum
-    except OSError as e:
-        click.echo(f"rmaplab {cmd}: {e}", err=True)
-        code = EXIT_INVALID
-    except Exception as e:  # noqa: BLE001 - our bug, said so
-        where = traceback.extract_tb(e.__traceback__)[-1]
-        click.echo(f"rmaplab {cmd}: internal error (a bug in rmaplab): {type(e).__name__}: {e} "
-                   f"[{Path(where.filename).name}:{where.lineno}]", err=True)
-        code = EXIT_INTERNAL
-    sys.exit(code)
+    """Run a command body; map each way it can end to an exit status (docs/cli.md)."""
+    guard(cmd, body, _handlers(cmd))
 
 
 @click.command("sweep")
@@ -62,13 +72,15 @@ def _guard(cmd: str, body: Callable[[], int]) -> None:
 @click.option("--workers", type=click.IntRange(1, 1024), default=None,
               help="Worker processes of the LocalCluster (default: one per CPU).")
 @click.option("--retry-failed", is_flag=True, help="Run again the points stored as failed.")
-@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.option("--schemes", type=SchemeList(), default=None,
+              help="Comma-separated rmap schemes, or 'all', instead of the spec's "
+                   "(a different sweep: its own points).")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
+@quiet_options
 def sweep_cmd(spec: Path, db: Path, scheduler: str | None, workers: int | None,
-              retry_failed: bool, no_progress: bool) -> None:
+              retry_failed: bool, schemes: tuple[str, ...] | None, as_json: bool,
+              quiet: bool, no_progress: bool) -> None:
     """Run the grid of SPEC (a TOML file: docs/sweeps.md) on Dask into --db."""
-    from .sweep import INLINE, run_sweep
-    from .sweep_spec import load_spec
-
     if scheduler is not None and scheduler != INLINE and "://" not in scheduler:
         click.echo(f"rmaplab sweep: --scheduler {scheduler!r}: expected an address like "
                    "tcp://HOST:PORT, or 'inline'", err=True)
@@ -81,13 +93,22 @@ def sweep_cmd(spec: Path, db: Path, scheduler: str | None, workers: int | None,
 
     def body() -> int:
         s = load_spec(spec)
+        if schemes:
+            s = dataclasses.replace(s, schemes=list(schemes))
         res = run_sweep(s, db, scheduler=scheduler, workers=workers, retry_failed=retry_failed,
-                        progress=not no_progress, console=console)
+                        progress=not (quiet or no_progress), console=console)
+        if as_json:
+            print_json({"experiment": s.experiment.name, "spec_hash": s.hash, "db": str(db),
+                        "points": res.total, "skipped": res.skipped, "done": res.done,
+                        "failed": res.failed, "failed_before": res.failed_before,
+                        "complete": res.complete, "wall_s": res.wall_s})
+            return 0 if res.complete else EXIT_FAILED
         msg = (f"sweep {s.experiment.name} ({s.hash[:12]}): {res.total} points; "
                f"{res.skipped} already stored, {res.done} run now, {res.failed} failed now")
         if res.failed_before:
             msg += f", {res.failed_before} stored as failed (--retry-failed runs them again)"
-        click.echo(f"{msg}; {db} ({res.wall_s:.1f} s)")
+        if not quiet:
+            click.echo(f"{msg}; {db} ({res.wall_s:.1f} s)")
         return 0 if res.complete else EXIT_FAILED
 
     _guard("sweep", body)
@@ -101,29 +122,41 @@ def sweep_cmd(spec: Path, db: Path, scheduler: str | None, workers: int | None,
               default=None, help="Write every stored point as CSV.")
 @click.option("--parquet", "parquet_path", type=click.Path(dir_okay=False, path_type=Path),
               default=None, help="Write every stored point as Parquet.")
+@quiet_options
 def report_cmd(db: Path, html_path: Path | None, csv_path: Path | None,
-               parquet_path: Path | None) -> None:
-    """Report on the results file DB: HTML with tables and plots, CSV, Parquet."""
-    from .report import write_report
-    from .store import Store
+               parquet_path: Path | None, quiet: bool, no_progress: bool) -> None:
+    """Report on the results file DB: HTML with tables and plots, CSV, Parquet.
 
+    Each file is written beside its name and renamed into place when done;
+    none may be DB itself or another output."""
     if not (html_path or csv_path or parquet_path):
         click.echo("rmaplab report: nothing to write: give --html, --csv or --parquet", err=True)
         sys.exit(EXIT_INVALID)
 
     def body() -> int:
+        files = Files()
+        files.input("DB", str(db))
+        for option, path in (("--html", html_path), ("--csv", csv_path),
+                             ("--parquet", parquet_path)):
+            if path:
+                files.output(option, path)
+        files.check()  # before the database is opened: no output may be it
         with Store(db, readonly=True) as store:
             wrote = []
             if html_path:
-                write_report(store, html_path)
+                with output_path("--html", html_path) as tmp:
+                    write_report(store, tmp)
                 wrote.append(str(html_path))
             if csv_path:
-                n = store.export_csv(csv_path)
+                with output_path("--csv", csv_path) as tmp:
+                    n = store.export_csv(tmp)
                 wrote.append(f"{csv_path} ({n} points)")
             if parquet_path:
-                n = store.export_parquet(parquet_path)
+                with output_path("--parquet", parquet_path) as tmp:
+                    n = store.export_parquet(tmp)
                 wrote.append(f"{parquet_path} ({n} points)")
-        click.echo("wrote " + ", ".join(wrote))
+        if not quiet:
+            say("report", "wrote " + ", ".join(wrote))
         return 0
 
     _guard("report", body)

@@ -10,6 +10,8 @@ Rules, checked line by line in this order (the first problem wins):
   or LF: JSON's whitespace) and lines whose first other character is ``#``
   are skipped.  Any other line longer than MAX_LINE_CHARS characters is
   rejected before parsing (no valid op needs more than a few hundred).
+  read_trace() streams: it never holds more than one line of at most
+  MAX_LINE_BYTES, so endless input fails on its first long line.
 - Every other line is one JSON object (not an array, string or number).
   ``NaN``/``Infinity``, a key repeated in any object, nesting too deep for
   the parser and integers too long to convert are errors (key None, or the
@@ -40,13 +42,15 @@ TraceError, never another exception.
 
 from __future__ import annotations
 
+import codecs
 import difflib
 import json
 import os
 import re
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
 
 from .consts import ADVICES, MAX_PAGES, PAGE_SIZE, PROTS, WINDOW_END, WINDOW_START
 
@@ -279,7 +283,7 @@ def _parse_object(obj: dict[str, Any], line: int, live: _Liveness) -> Op:
             if not isinstance(value, str) or not _NAME_RE.fullmatch(value):
                 raise TraceError(line, key, f"{key} must be a name of 1 to 64 characters "
                                  f"from A-Z a-z 0-9 _ . -, got {_describe(value)}")
-            fields[key] = value
+            fields[key] = sys.intern(value)  # one string per name, not per op
         elif key in ("addr", "new_addr"):
             fields[key] = _addr(obj, key, line)
         elif key in ("pages", "new_pages"):
@@ -290,12 +294,12 @@ def _parse_object(obj: dict[str, Any], line: int, live: _Liveness) -> Op:
             if not isinstance(value, str) or value not in PROTS:
                 raise TraceError(line, key, f"prot must be one of {', '.join(PROTS)}, "
                                  f"got {_describe(value)}")
-            fields[key] = value
+            fields[key] = sys.intern(value)
         elif key == "advice":
             if not isinstance(value, str) or value not in ADVICES:
                 raise TraceError(line, key, f"advice must be one of {', '.join(ADVICES)}, "
                                  f"got {_describe(value)}")
-            fields[key] = value
+            fields[key] = sys.intern(value)
         elif key == "label":
             fields[key] = _label(value, line)
 
@@ -335,13 +339,32 @@ def _is_skipped(text: str) -> bool:
     return not stripped or stripped.startswith("#")
 
 
+class _Parser:
+    """Whole-trace validation, one line at a time: the ops so far and who is alive."""
+
+    def __init__(self) -> None:
+        self.ops: list[Op] = []
+        self.live = _Liveness()
+
+    def feed(self, number: int, text: str) -> None:
+        if _is_skipped(text):
+            return
+        if len(text) > MAX_LINE_CHARS:
+            raise TraceError(number, None, f"line has {len(text)} characters, more than "
+                             f"{MAX_LINE_CHARS}; an op is one short JSON object")
+        obj = _decode(text, number)
+        if not isinstance(obj, dict):
+            raise TraceError(number, None, f"line must be a JSON object with \"op\", "
+                             f"got {_describe(obj)}")
+        self.ops.append(_parse_object(obj, number, self.live))
+
+
 def parse_trace_lines(lines: Iterable[str]) -> list[Op]:
     """Validate a whole trace given as lines; return its ops or raise TraceError.
 
     Cost: one pass over the lines; no op runs.
     """
-    ops: list[Op] = []
-    live = _Liveness()
+    parser = _Parser()
     for number, raw in enumerate(lines, start=1):
         text = raw
         if isinstance(raw, (bytes, bytearray)):
@@ -352,42 +375,111 @@ def parse_trace_lines(lines: Iterable[str]) -> list[Op]:
                                  "save the trace as UTF-8") from None
         if not isinstance(text, str):
             raise TraceError(number, None, f"line is {type(text).__name__}, not text")
-        if _is_skipped(text):
-            continue
-        if len(text) > MAX_LINE_CHARS:
-            raise TraceError(number, None, f"line has {len(text)} characters, more than "
-                             f"{MAX_LINE_CHARS}; an op is one short JSON object")
-        obj = _decode(text, number)
-        if not isinstance(obj, dict):
-            raise TraceError(number, None, f"line must be a JSON object with \"op\", "
-                             f"got {_describe(obj)}")
-        ops.append(_parse_object(obj, number, live))
-    return ops
+        parser.feed(number, text)
+    return parser.ops
+
+
+#: Bytes read at a time; a line is held whole only up to MAX_LINE_BYTES.
+_BLOCK = 1 << 20
+#: UTF-8 takes at most 4 bytes a character: a longer line is too long for certain.
+MAX_LINE_BYTES = 4 * MAX_LINE_CHARS + 1
+_NEWLINES = re.compile(rb"\n+")
+_BYTE_SPACE = b" \t\r"
+
+
+def _not_utf8(number: int, exc: UnicodeDecodeError, data: bytes) -> TraceError:
+    return TraceError(number, None, f"byte {data[exc.start]:#04x} is not valid UTF-8; "
+                      "save the trace as UTF-8")
+
+
+def _skip_long_line(stream: BinaryIO, number: int, data: bytes) -> bytes:
+    """Read past a line longer than MAX_LINE_BYTES, which only a blank or comment
+    line may be, without holding it; return what follows its newline."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    blank = True
+    while True:
+        nl = data.find(b"\n")
+        part = data if nl < 0 else data[:nl]
+        try:
+            decoder.decode(part, final=nl >= 0 or not part)
+        except UnicodeDecodeError as exc:
+            raise _not_utf8(number, exc, part) from None
+        if blank:
+            rest = part.lstrip(_BYTE_SPACE)
+            if rest and not rest.startswith(b"#"):
+                raise TraceError(number, None, f"line has more than {MAX_LINE_CHARS} "
+                                 "characters; an op is one short JSON object")
+            blank = not rest
+        if nl >= 0:
+            return data[nl + 1:]
+        if not part:
+            return b""
+        data = stream.read(_BLOCK)
+
+
+def read_trace(stream: BinaryIO, name: str = "trace") -> list[Op]:
+    """Validate a whole trace read from a binary stream (a file, a pipe, stdin);
+    return its ops or raise TraceError.
+
+    The stream is read in blocks, never whole: a line is held only up to
+    MAX_LINE_BYTES, and runs of blank lines cost no memory, so endless or
+    huge input (``/dev/zero``) fails fast on its first line. Lines end at LF
+    only, so line numbers match what editors and ``wc -l`` count.
+    """
+    parser = _Parser()
+    number, buf, pos = 1, b"", 0
+    try:
+        while True:
+            nl = buf.find(b"\n", pos)
+            if nl < 0:
+                rest = buf[pos:]
+                if len(rest) > MAX_LINE_BYTES:
+                    buf, pos = _skip_long_line(stream, number, rest), 0
+                    number += 1
+                    continue
+                block = stream.read(_BLOCK)
+                if not block:
+                    if rest:
+                        _feed_bytes(parser, number, rest)
+                    return parser.ops
+                buf, pos = rest + block, 0
+                continue
+            if nl == pos:  # a run of empty lines, skipped at C speed
+                run = _NEWLINES.match(buf, pos)
+                assert run is not None
+                number += run.end() - pos
+                pos = run.end()
+                continue
+            _feed_bytes(parser, number, buf[pos:nl])
+            number, pos = number + 1, nl + 1
+    except OSError as exc:
+        raise TraceError(number, None, f"cannot read {name}: {exc.strerror or exc}") from None
+
+
+def _feed_bytes(parser: _Parser, number: int, raw: bytes) -> None:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _not_utf8(number, exc, raw) from None
+    parser.feed(number, text)
 
 
 def load_trace(path: str | os.PathLike[str]) -> list[Op]:
     """Read a UTF-8 trace file and validate it whole; raise TraceError if unusable.
 
     An unreadable file is reported at line 0, bytes that are not UTF-8 at
-    their line.
+    their line. The file is streamed (read_trace), never read whole.
     """
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        f = open(path, "rb")  # noqa: SIM115 - closed below, after the OSError split
     except OSError as exc:
         raise TraceError(0, None, f"cannot read trace {os.fspath(path)!s}: "
                          f"{exc.strerror or exc}") from None
     except (TypeError, ValueError) as exc:
         raise TraceError(0, None, f"not a usable trace path: {_clip(str(exc), 80)}") from None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        raise TraceError(line, None, f"byte {data[exc.start]:#04x} is not valid UTF-8; "
-                         "save the trace as UTF-8") from None
-    # Split on LF only, so line numbers match what editors and `wc -l` count.
-    return parse_trace_lines(text.split("\n"))
+    with f:
+        return read_trace(f, name=os.fspath(path))
 
 
-__all__ = ["MAX_LABEL_CHARS", "MAX_LINE_CHARS", "OP_KEYS", "Op", "TraceError",
-           "load_trace", "parse_trace_lines"]
+__all__ = ["MAX_LABEL_CHARS", "MAX_LINE_BYTES", "MAX_LINE_CHARS", "OP_KEYS", "Op",
+           "TraceError", "load_trace", "parse_trace_lines", "read_trace"]

@@ -10,7 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 from rmaplab.consts import ADVICES, PAGE_SIZE, WINDOW_START
-from rmaplab.gentrace import REGION_PAGES, gen_trace_cmd, generate_trace
+from rmaplab.gentrace import REGION_PAGES, generate_trace
+from rmaplab.gentrace_cli import gen_trace_cmd
 from rmaplab.trace import OP_KEYS, Op, parse_trace_lines
 
 SEEDS = range(1, 51)

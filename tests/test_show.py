@@ -74,7 +74,7 @@ def test_show_without_dot_writes_dot_and_says_how_to_install(tmp_path: Path,
 @pytest.mark.parametrize("args, named", [
     (["--at", "0"], "--at 0"),
     (["--at", "999"], "--at 999"),
-    (["--at", "3", "--scheme", "nope"], "--scheme 'nope'"),
+    (["--at", "3", "--scheme", "nope"], "'nope' is not one of"),
 ])
 def test_show_bad_input_exits_2(args: list[str], named: str, tmp_path: Path) -> None:
     r = _show(*args, "--format", "dot", "-o", str(tmp_path / "x.dot"))

@@ -67,6 +67,11 @@ def _claim(records: list[dict]) -> str:
 
 EXPERIMENT = Experiment(
     name="aim7",
+    param_help={
+        "procs": "children forked, all alive at the walk",
+        "pages": "pages the parent maps and writes before forking",
+        "cow": "share of the pages each child writes (copy-on-write), 0 to 1",
+    },
     title="AIM7-like forking server: rmap walk cost per page",
     params={"procs": [10, 100, 1000], "pages": [1000], "cow": [1.0]},
     limits={"procs": (1, 1_000_000), "pages": (1, MAX_PAGES), "cow": (0.0, 1.0)},

@@ -96,6 +96,13 @@ def _win(records: list[dict]) -> str:
 
 EXPERIMENT = Experiment(
     name="allocator",
+    param_help={
+        "advice": "how freed spans go back: dontneed (now), volatile (VMA flag), free (lazily)",
+        "pressure": "memory a competitor touches between rounds: none, low, high",
+        "arenas": "processes, each with its own arena",
+        "spans": "spans of 16 pages in each arena",
+        "rounds": "free, pressure and reuse rounds",
+    },
     title="Allocator returning memory: dontneed vs volatile vs free",
     params={"advice": ["dontneed", "volatile", "free"], "pressure": ["none", "low", "high"],
             "arenas": [4], "spans": [16], "rounds": [6]},

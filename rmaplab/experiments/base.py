@@ -66,6 +66,8 @@ class Experiment:
     limits: dict[str, tuple[float, float]] = field(default_factory=dict)
     choices: dict[str, Sequence[str]] = field(default_factory=dict)
     check: Callable[[dict], str | None] | None = None
+    # What each parameter means, one line each (``--list-params``, ``--help``).
+    param_help: dict[str, str] = field(default_factory=dict)
 
     def problem(self, p: dict) -> str | None:
         """What is wrong with the parameters of one point, or None."""

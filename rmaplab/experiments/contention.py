@@ -73,6 +73,17 @@ def _same(records: list[dict]) -> str:
 
 EXPERIMENT = Experiment(
     name="contention",
+    param_help={
+        "cpus": "simulated CPUs",
+        "procs": "job slots running at once (each job forks a child)",
+        "pages": "pages the parent maps and writes",
+        "cow": "share of the pages each child writes, 0 to 1",
+        "slices": "time slices a child's writes are spread over",
+        "reclaim": "pages direct reclaim walks after each slice",
+        "unmap": "chance that a reclaim walk is followed by try_to_unmap, 0 to 1",
+        "rounds": "jobs per slot counted after warm-up",
+        "seed": "random seed of the schedule and of reclaim's choices",
+    },
     title="AIM7-like load on K CPUs: throughput and lock waiting",
     params={"cpus": [1, 2, 4, 8, 16], "procs": [100, 1000], "pages": [1000], "cow": [1.0],
             "slices": [10], "reclaim": [1], "unmap": [0.5], "rounds": [2], "seed": [1]},
@@ -138,6 +149,10 @@ def _race_claim(records: list[dict]) -> str:
 
 RACE = Experiment(
     name="race",
+    param_help={
+        "vm_lock_rmap": "1: VMAs under surgery carry VM_LOCK_RMAP; 0: without it",
+        "pages": "pages of the VMA cut in quarters (a multiple of 4)",
+    },
     title="Rmap walks half-way through VMA surgery: PTEs that exist but are not found",
     params={"vm_lock_rmap": [0, 1], "pages": [16]},
     limits={"vm_lock_rmap": (0, 1), "pages": (4, 4096)},

@@ -63,6 +63,10 @@ def _claim(records: list[dict]) -> str:
 
 EXPERIMENT = Experiment(
     name="hierarchy",
+    param_help={
+        "generations": "fork generations (the child forks on, the parent exits)",
+        "vmas": "VMAs of 4 pages the first process maps",
+    },
     title="Fork chain: anon_vma growth (each process forks a child and exits)",
     params={"generations": [10, 100, 1000], "vmas": [4]},
     limits={"generations": (0, 1_000_000), "vmas": (1, 100_000)},

@@ -140,6 +140,12 @@ def _single(records: list[dict]) -> str:
 
 EXPERIMENT = Experiment(
     name="kbuild",
+    param_help={
+        "jobs": "compile jobs make keeps running",
+        "units": "compile units built in all",
+        "libs": "shared libraries every image maps (4 VMAs each)",
+        "heap_pages": "pages of heap cc1 grows and writes",
+    },
     title="Kernel-build-like fork+exec load: rmap memory",
     params={"jobs": [1, 4, 16], "units": [64], "libs": [6], "heap_pages": [256]},
     # an image's VMAs sit 1,024 pages apart (_layout): a heap must end before

@@ -32,9 +32,9 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..optional import require_pandas
+from ..progress import progress_bar
 from ..references import cite
 from ..rmap import SCHEMES
 from . import table
@@ -163,9 +163,7 @@ def run_experiment(exp: Experiment | str, *, schemes: Sequence[str] | str | None
             raise ValueError(f"--param {why}" if not isinstance(params, Mapping)
                              else f"parameter {why}")
     records: list[Record] = []
-    with Progress(TextColumn("{task.description}"), BarColumn(),
-                  TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
-                  console=console, disable=not progress, transient=True) as bar:
+    with progress_bar(console, enabled=progress) as bar:
         task = bar.add_task(exp.name, total=len(todo))
         for scheme, p in todo:
             bar.update(task, description=f"{exp.name} {scheme} "

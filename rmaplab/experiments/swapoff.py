@@ -142,6 +142,13 @@ def _claim(records: list[dict]) -> str:
 
 EXPERIMENT = Experiment(
     name="swapoff",
+    param_help={
+        "procs": "children forked from the parent",
+        "shape": "fork tree: chain, fan or tree",
+        "unuse": "try_to_unuse: 2004 (slot by slot) or 2019 (page tables once)",
+        "pages": "written pages the parent pages out before forking",
+        "writes": "pages each child writes and pages out",
+    },
     title="swapoff of a fork tree: try_to_unuse 2004 vs 2019",
     params={"procs": [10, 100, 1000], "shape": ["fan"], "unuse": ["2004", "2019"],
             "pages": [64], "writes": [4]},

@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: GPL-2.0-only
 """The ``kernel-run`` and ``kernel-diff`` commands, and their exit statuses.
 
-Statuses follow docs/trace-format.md: 0 ran (kernel-diff: agree), 1 differ
+Statuses (docs/cli.md): 0 ran (kernel-diff: agree), 1 differ
 (kernel-diff), 2 invalid trace or arguments (nothing ran), 3 cannot run on
 this machine, 4 the kernel disagreed with itself (kernel-diff), 70 internal
 error.  SIGINT and SIGTERM end a run after it has cleaned up, with 130/143.
@@ -14,81 +14,64 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import sys
-import traceback
 from collections.abc import Callable
-from typing import IO, Any
+from typing import Any
 
 import click
 
+from ..cliutil import (
+    EXIT_CANNOT_RUN,
+    SCHEME,
+    STDIO,
+    Files,
+    Handlers,
+    Output,
+    guard,
+    json_option,
+    quiet_options,
+    read_trace_arg,
+    say,
+)
 from ..progress import op_progress
-from ..trace import Op, TraceError, load_trace
+from ..trace import Op
+from . import diff, runner
 from .observe import KernelUnavailable
 from .pin import CpuChoice
 from .runner import Interrupted
 
-EXIT_INVALID, EXIT_CANNOT_RUN, EXIT_INTERNAL = 2, 3, 70
 
-
-def _err(text: str) -> None:
-    click.echo(text, err=True)
-
-
-def guarded(body: Callable[[], int]) -> int:
-    """Run a command body, mapping each way it can end to its exit status."""
-    try:
-        return body()
-    except TraceError as exc:
-        _err(f"rmaplab: invalid trace: {exc}")
-        return EXIT_INVALID
-    except click.ClickException as exc:
-        _err(f"rmaplab: {exc.format_message()}")
-        return EXIT_INVALID
-    except KernelUnavailable as exc:
-        _err(f"rmaplab: cannot run traces on this machine: {exc}")
+def _handlers(verb: str) -> Handlers:
+    def unavailable(exc: BaseException) -> int:
+        say(verb, f"cannot run traces on this machine: {exc}")
         return EXIT_CANNOT_RUN
-    except Interrupted as exc:
-        _err(f"rmaplab: interrupted by {exc}; workers, swap file and settings cleaned up")
-        return 128 + exc.signum
-    except BrokenPipeError:
-        # A reader that went away (``| head``): stop quietly, as shell tools do.
-        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - nothing more is written
-        return 128 + signal.SIGPIPE
-    except KeyboardInterrupt:
-        _err("rmaplab: interrupted")
-        return 128 + signal.SIGINT
-    except Exception:  # noqa: BLE001 - anything else is our bug, and says so
-        _err("rmaplab: internal error (a bug in rmaplab, please report it with the trace):\n"
-             + traceback.format_exc())
-        return EXIT_INTERNAL
+
+    def interrupted(exc: BaseException) -> int:
+        say(verb, f"interrupted by {exc}; workers, swap file and settings cleaned up")
+        return 128 + getattr(exc, "signum", 2)
+
+    return {KernelUnavailable: unavailable, Interrupted: interrupted}
 
 
-def _open_out(path: str) -> IO[str]:
-    if path == "-":
-        return sys.stdout
-    try:
-        return open(path, "w", encoding="utf-8")
-    except OSError as exc:
-        raise click.BadParameter(f"cannot write {path}: {exc.strerror}") from None
+def guarded(verb: str, body: Callable[[], int]) -> None:
+    """Run a kernel command's body and exit with its status (docs/cli.md)."""
+    guard(verb, body, _handlers(verb))
 
 
 def _say_pin(choice: CpuChoice) -> None:
-    _err(f"rmaplab: pinned to {choice.describe()}")
+    say("kernel-run", f"pinned to {choice.describe()}")
 
 
-def write_jsonl(f: IO[str], objs: list[dict[str, Any]]) -> None:
+def write_jsonl(out: Output, objs: list[dict[str, Any]]) -> None:
     for obj in objs:
-        f.write(json.dumps(obj) + "\n")
-    f.flush()
+        out.write(json.dumps(obj) + "\n")
 
 
 @click.command("kernel-run")
-@click.argument("trace", type=click.Path(dir_okay=False, allow_dash=False))
-@click.option("--results", "results_path", default="-", show_default=True, metavar="FILE",
+@click.argument("trace", metavar="TRACE")
+@click.option("--results", "results_path", default=STDIO, show_default=True, metavar="FILE",
               help="Where to write the results, one JSON object per op line ('-': stdout).")
 @click.option("--snapshots", "snapshots_path", default=None, metavar="FILE",
-              help="Where to write the snapshots, one JSON object per line.")
+              help="Where to write the snapshots, one JSON object per line ('-': stdout).")
 @click.option("--cpu", type=click.IntRange(min=0), default=None,
               help="Pin the run to this CPU instead of the one servicing the swap disk's "
                    "interrupts (to study the rule; results may then not be repeatable).")
@@ -97,69 +80,71 @@ def write_jsonl(f: IO[str], objs: list[dict[str, Any]]) -> None:
 @click.option("-v", "--verbose", is_flag=True,
               help="Say on stderr which CPU the run is pinned to and why (swap disk, its "
                    "interrupts and the CPUs that serviced them).")
+@quiet_options
 def kernel_run_cmd(trace: str, results_path: str, snapshots_path: str | None,
-                   cpu: int | None, wait_lock: float, verbose: bool) -> None:
-    """Run TRACE on this machine's kernel (needs root); write results and snapshots."""
+                   cpu: int | None, wait_lock: float, verbose: bool, quiet: bool,
+                   no_progress: bool) -> None:
+    """Run TRACE ('-': stdin) on this machine's kernel (needs root); write results and
+    snapshots."""
 
     def body() -> int:
-        from .runner import run_on_kernel
         if cpu is not None and cpu not in os.sched_getaffinity(0):
             raise click.BadParameter(f"CPU {cpu} is not one this process may run on "
                                      f"(allowed: {sorted(os.sched_getaffinity(0))})",
                                      param_hint="--cpu")
-        ops = load_trace(trace)
-        outs = [_open_out(results_path)]
-        if snapshots_path is not None:
-            outs.append(_open_out(snapshots_path))
-        try:
-            with op_progress("kernel-run", len(ops)) as advance:
-                results, snapshots = run_on_kernel(ops, cpu=cpu, wait_lock=wait_lock,
-                                                   on_op=advance,
-                                                   on_pin=_say_pin if verbose else None)
-            write_jsonl(outs[0], results)
-            if len(outs) > 1:
-                write_jsonl(outs[1], snapshots)
-        finally:
-            for f in outs:
-                if f is not sys.stdout:
-                    f.close()
+        files = Files()
+        files.input("TRACE", trace)
+        results_out = files.output("--results", results_path)
+        snapshots_out = files.output("--snapshots", snapshots_path) if snapshots_path else None
+        files.check()
+        ops = read_trace_arg(trace)
+        with op_progress("kernel-run", len(ops), enabled=not (quiet or no_progress)) as advance:
+            results, snapshots = runner.run_on_kernel(
+                ops, cpu=cpu, wait_lock=wait_lock, on_op=advance,
+                on_pin=_say_pin if verbose else None)
+        with files.opened():
+            write_jsonl(results_out, results)
+            if snapshots_out is not None:
+                write_jsonl(snapshots_out, snapshots)
         return 0
 
-    sys.exit(guarded(body))
+    guarded("kernel-run", body)
 
 
 @click.command("kernel-diff")
-@click.argument("trace", type=click.Path(dir_okay=False, allow_dash=False))
-@click.option("--scheme", default=None, metavar="NAME",
-              help="rmap scheme of the model (default: the model's default).")
+@click.argument("trace", metavar="TRACE")
+@click.option("--scheme", type=SCHEME, default=None,
+              help="rmap scheme of the model (default: the model's default, modern).")
 @click.option("--wait-lock", type=click.FloatRange(min=0), default=0.0, metavar="SECONDS",
               help="Wait this long for another kernel run to finish (default: refuse at once).")
-def kernel_diff_cmd(trace: str, scheme: str | None, wait_lock: float) -> None:
-    """Compare the model with this machine's kernel on TRACE (needs root).
+@json_option
+@quiet_options
+def kernel_diff_cmd(trace: str, scheme: str | None, wait_lock: float, as_json: bool,
+                    quiet: bool, no_progress: bool) -> None:
+    """Compare the model with this machine's kernel on TRACE ('-': stdin; needs root).
 
     The kernel runs twice; if its two answers differ the trace is reported
     as nondeterministic (status 4).  Otherwise status 0 means the model
-    agrees, 1 that it differs (the first divergences are printed).
+    agrees, 1 that it differs (the first divergences are printed; --json
+    prints them all, up to 1,000).
     """
 
     def body() -> int:
-        from .diff import kernel_diff
-        from .runner import run_on_kernel
-        ops: list[Op] = load_trace(trace)
-        if scheme is not None:
-            from ..rmap import SCHEMES
-            if scheme not in SCHEMES:
-                # Checked before the kernel runs rather than after both.
-                raise click.BadParameter(f"unknown scheme {scheme!r}; choose one of "
-                                         + ", ".join(SCHEMES), param_hint="--scheme")
+        ops: list[Op] = read_trace_arg(trace)
 
         def run_kernel(prefix: list[Op]) -> tuple[list[dict], list[dict]]:
-            with op_progress("kernel run", len(prefix)) as advance:
-                return run_on_kernel(prefix, wait_lock=wait_lock, on_op=advance)
+            with op_progress("kernel run", len(prefix),
+                             enabled=not (quiet or no_progress)) as advance:
+                return runner.run_on_kernel(prefix, wait_lock=wait_lock, on_op=advance)
 
-        return kernel_diff(ops, scheme=scheme, echo=click.echo, run_kernel=run_kernel)
+        def echo(text: str) -> None:
+            if as_json or not quiet:
+                click.echo(text)
 
-    sys.exit(guarded(body))
+        return diff.kernel_diff(ops, scheme=scheme, echo=echo, run_kernel=run_kernel,
+                                as_json=as_json)
+
+    guarded("kernel-diff", body)
 
 
 @click.group()

@@ -16,6 +16,7 @@ is never blamed on the model), then the model once, then the comparison.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -41,6 +42,12 @@ class Divergence:
     field: str
     model: Any
     kernel: Any
+
+    def as_dict(self, left: str = "model", right: str = "kernel") -> dict[str, Any]:
+        """The divergence as a JSON object (``--json``), the two sides named."""
+        return {"line": self.line, "op": self.op, "task": self.task,
+                "address": hex(self.addr) if self.addr is not None else None,
+                "field": self.field, left: self.model, right: self.kernel}
 
     def row(self) -> list[str]:
         return [str(self.line), self.op, self.task or "-",
@@ -174,10 +181,11 @@ def kernel_diff(ops: list[Op], *, scheme: str | None = None,
                 echo: Callable[[str], None] = print,
                 run_kernel: Callable[[list[Op]], tuple[list[dict], list[dict]]] | None = None,
                 run_model: Callable[[list[Op]], tuple[list[dict], list[dict]]] | None = None,
-                ) -> int:
+                as_json: bool = False) -> int:
     """Run the kernel twice and the model once on ``ops``; report; return the exit status.
 
-    ``run_kernel``/``run_model`` replace the real runs in tests.
+    ``run_kernel``/``run_model`` replace the real runs in tests; ``as_json``
+    echoes one JSON document (verdict and every divergence) instead of the table.
     """
     prefix = compared_prefix(ops)
     if run_kernel is None:
@@ -191,6 +199,16 @@ def kernel_diff(ops: list[Op], *, scheme: str | None = None,
     first = run_kernel(prefix)
     second = run_kernel(prefix)
     divs = compare_runs(prefix, *first, *second)
+
+    def document(verdict: str, left: str, right: str) -> str:
+        return json.dumps({"verdict": verdict, "scheme": scheme, "ops": len(ops),
+                           "compared_ops": len(prefix),
+                           "compared_up_to_line": ops[len(prefix)].line if cut else None,
+                           "divergences": [d.as_dict(left, right) for d in divs]}, indent=2)
+
+    if divs and as_json:
+        echo(document("nondeterministic", "run_1", "run_2"))
+        return NONDETERMINISTIC
     if divs:
         echo(f"kernel-diff: the kernel gave two different answers{cut}: the trace is "
              "nondeterministic here, not a model mismatch. First differences:")
@@ -199,6 +217,9 @@ def kernel_diff(ops: list[Op], *, scheme: str | None = None,
     model_results, model_snapshots = run_model(ops)
     divs = compare_runs(prefix, model_results, model_snapshots, *first)
     name = f"model ({scheme})" if scheme else "model"
+    if as_json:
+        echo(document("differ" if divs else "agree", "model", "kernel"))
+        return DIFFER if divs else EQUAL
     if divs:
         echo(f"kernel-diff: {name} and kernel differ{cut}, {len(divs)}"
              f"{'+' if len(divs) >= 1000 else ''} divergence(s); first ones:")
