@@ -33,66 +33,39 @@ from .mm_types import (
     PTE_SWP_EXCLUSIVE,
     PTE_WRITE,
     PTE_YOUNG,
+    VM_LOCKED,
     VM_READ,
     VM_VOLATILE,
     VM_WRITE,
     VMA,
 )
-from .page_alloc import PG_ANON_EXCLUSIVE, PG_SWAPCACHE
+from .oom_kill import out_of_memory
+from .page_alloc import PG_ANON_EXCLUSIVE, PG_DIRTY, PG_SWAPCACHE
 from .rmap.core import (
+    anon_vma_prepare,
+    page_add_anon_rmap,
     page_add_new_anon_rmap,
-    page_dup_rmap,
     page_move_anon_rmap,
     page_remove_rmap,
-    put_pages,
 )
+from .swap import delete_from_swap_cache, folio_free_swap, lru_add, put_pages
+from .swap_state import swapin_private_copy, swapin_to_cache
+from .vmscan import try_to_free_pages
+from .volatile import volatile_fault
 
 if TYPE_CHECKING:
-    from .machine import Machine
+    from .mm_state import MMState
     from .mm_types import MM
 
 _P, _W, _Y, _D, _S = PTE_PRESENT, PTE_WRITE, PTE_YOUNG, PTE_DIRTY, PTE_SWAP
 FRESH = _P | _W | _Y | _D
 
 
-def anon_vma_prepare(m: Machine, vma: VMA) -> None:
-    """anon_vma_prepare: give vma an anon_vma before its first anonymous page.
-
-    find_mergeable_anon_vma first: an adjacent VMA whose anon_vma came from
-    its own prepare (singular chain), with flags equal but for access bits
-    and a linear pgoff, lends its anon_vma.
-    """
-    if vma.lineage is not None:
-        return
-    share = find_mergeable_anon_vma(vma)
-    m.rmap.vma_prepare(vma, share)
-    if share is not None:
-        vma.lineage = share.lineage
-    else:
-        from .mmap import new_lineage
-        vma.lineage = new_lineage(m)
-    vma.forked = False
-
-
-def find_mergeable_anon_vma(vma: VMA) -> VMA | None:
-    """find_mergeable_anon_vma: the next VMA, then the previous one."""
-    mm = vma.mm
-    prev, nxt = mm.prev_next(vma.start, vma.end)
-    for a, b, old in ((vma, nxt, nxt), (prev, vma, prev)):
-        if old is None or a is None or b is None:
-            continue
-        if (a.end == b.start and not ((a.flags ^ b.flags) & ~(VM_READ | VM_WRITE | 0x4))
-                and b.pgoff == a.pgoff + (b.start - a.start)
-                and old.lineage is not None and not old.forked):
-            return old
-    return None
-
-
 def access_ok(vma: VMA, write: bool) -> bool:
     return bool(vma.flags & (VM_WRITE if write else (VM_READ | VM_WRITE)))
 
 
-def handle_mm_fault_range(m: Machine, mm: MM, start: int, end: int, write: bool,
+def handle_mm_fault_range(m: MMState, mm: MM, start: int, end: int, write: bool,
                           value: int, values: list[int] | None) -> None:
     """Access [start, end) in address order as a user load or store would.
 
@@ -113,7 +86,6 @@ def handle_mm_fault_range(m: Machine, mm: MM, start: int, end: int, write: bool,
                 if empty[0]:
                     hi = vpn + int(empty[0])
                 else:
-                    from .volatile import volatile_fault
                     volatile_fault(m, vma)
                     continue
         if write:
@@ -125,7 +97,7 @@ def handle_mm_fault_range(m: Machine, mm: MM, start: int, end: int, write: bool,
         vpn = hi
 
 
-def read_range(m: Machine, vma: VMA, lo: int, hi: int, values: list[int] | None) -> None:
+def read_range(m: MMState, vma: VMA, lo: int, hi: int, values: list[int] | None) -> None:
     """Loads: empty PTEs get the zero page (do_anonymous_page), swap PTEs are
     swapped in (do_swap_page), present ones are read and made young."""
     i0, i1 = lo - vma.start, hi - vma.start
@@ -145,7 +117,6 @@ def read_range(m: Machine, vma: VMA, lo: int, hi: int, values: list[int] | None)
                 values.extend(m.frames.data[seg >> PTE_SHIFT].tolist())
             i0 = stop
         if i0 < i1:
-            from .swap_state import do_swap_page
             do_swap_page(m, vma, vma.start + i0, write=False)
             if values is not None:
                 values.append(int(m.frames.data[int(vma.pt[i0]) >> PTE_SHIFT]))
@@ -153,7 +124,7 @@ def read_range(m: Machine, vma: VMA, lo: int, hi: int, values: list[int] | None)
             i0 += 1
 
 
-def write_range(m: Machine, vma: VMA, lo: int, hi: int, value: int | None) -> None:
+def write_range(m: MMState, vma: VMA, lo: int, hi: int, value: int | None) -> None:
     """Stores of value to [lo, hi) of vma (all pages writable by prot);
     value None is a write fault that keeps the data (populate)."""
     i0, i1 = lo - vma.start, hi - vma.start
@@ -164,7 +135,7 @@ def write_range(m: Machine, vma: VMA, lo: int, hi: int, value: int | None) -> No
         may_reclaim = not reclaimed
 
 
-def _write_some(m: Machine, vma: VMA, i0: int, i1: int, value: int | None,
+def _write_some(m: MMState, vma: VMA, i0: int, i1: int, value: int | None,
                 may_reclaim: bool) -> tuple[int, bool]:
     """Handle a prefix of [i0, i1); return where to go on, and whether this
     pass only reclaimed (the caller then comes back without reclaim)."""
@@ -174,7 +145,6 @@ def _write_some(m: Machine, vma: VMA, i0: int, i1: int, value: int | None,
     swap = np.flatnonzero(seg & _S)
     if len(swap):
         if swap[0] == 0:
-            from .swap_state import do_swap_page
             do_swap_page(m, vma, vma.start + i0, write=True)
             return i0, False  # mapped now: the write goes on as for a present page
         i1 = i0 + int(swap[0])
@@ -203,20 +173,20 @@ def _write_some(m: Machine, vma: VMA, i0: int, i1: int, value: int | None,
             held = frames[present & ~zero]
             m.pinned = held
             try:
-                m.reclaim_for(total - ft.nr_free)
+                try_to_free_pages(m, total - ft.nr_free)
             finally:
                 m.pinned = None
             return i0, True
         k = int(np.searchsorted(need, ft.nr_free, side="right"))
         if k == 0:
-            m.out_of_memory(vma.mm)
+            out_of_memory(m, vma.mm)
             return i0, False  # the victim's frames are free now; go again
         return _write_prefix(m, vma, i0, i0 + k, value, new[:k], reuse[:k], ro[:k],
                              empty[:k] | zero[:k]), False
     return _write_prefix(m, vma, i0, i1, value, new, reuse, ro, empty | zero), False
 
 
-def _try_free_swap(m: Machine, frames: np.ndarray, ok: np.ndarray) -> np.ndarray:
+def _try_free_swap(m: MMState, frames: np.ndarray, ok: np.ndarray) -> np.ndarray:
     """folio_free_swap in wp_can_reuse_anon_folio: a swap-cache page whose
     only other reference is the cache may drop it and be reused."""
     ft = m.frames
@@ -227,12 +197,12 @@ def _try_free_swap(m: Machine, frames: np.ndarray, ok: np.ndarray) -> np.ndarray
                           & (ft.refcount[frames] == 2))
     for j in cand.tolist():
         f = int(frames[j])
-        if m.swap.try_free_swap(m, f):
+        if folio_free_swap(m, f):
             out[j] = ft.refcount[f] == 1
     return out
 
 
-def _write_prefix(m: Machine, vma: VMA, i0: int, i1: int, value: int | None, new: np.ndarray,
+def _write_prefix(m: MMState, vma: VMA, i0: int, i1: int, value: int | None, new: np.ndarray,
                   reuse: np.ndarray, ro: np.ndarray, fresh: np.ndarray) -> int:
     ft = m.frames
     seg = vma.pt[i0:i1]
@@ -255,7 +225,7 @@ def _write_prefix(m: Machine, vma: VMA, i0: int, i1: int, value: int | None, new
             counters["cow"] += int(np.count_nonzero(cow))
         seg[idx] = (frames << PTE_SHIFT) | FRESH
         page_add_new_anon_rmap(m, frames, vma, vpns)
-        m.lru_add(frames)
+        lru_add(m, frames)
         vma.mm.rss += int(np.count_nonzero(fresh))
         counters["pgfault"] += nnew
     if reuse.any():
@@ -272,79 +242,47 @@ def _write_prefix(m: Machine, vma: VMA, i0: int, i1: int, value: int | None, new
     return i1
 
 
-def zap_vma_range(m: Machine, vma: VMA, lo: int, hi: int) -> None:
-    """zap_pte_range over [lo, hi) of vma: drop every PTE, present or swap."""
-    i0, i1 = lo - vma.start, hi - vma.start
-    seg = vma.pt[i0:i1]
-    nz = np.flatnonzero(seg)
-    if not len(nz):
-        return
-    ptes = seg[nz]
-    anon = ((ptes & _P) != 0) & ((ptes >> PTE_SHIFT) != 0)
-    if anon.any():
-        frames = ptes[anon] >> PTE_SHIFT
-        page_remove_rmap(m, frames, vma, vma.start + i0 + nz[anon])
-        vma.mm.rss -= len(frames)
-        free_swap_cache(m, frames)
-        put_pages(m, frames)
-    swp = (ptes & _S) != 0
-    if swp.any():
-        vma.mm.swapents -= int(np.count_nonzero(swp))
-        seg[nz] = 0  # the PTEs go first: freeing the cache may look for mappings
-        assert m.swap is not None  # swap PTEs exist only while swap is on
-        m.swap.free_entries(m, ptes[swp] >> PTE_SHIFT)
-    seg[nz] = 0
-
-
-def free_swap_cache(m: Machine, frames: np.ndarray) -> None:
-    """free_swap_cache, as free_pages_and_swap_cache calls it on zapped pages:
-    a swap-cache page that nothing maps any more, and that no swap PTE
-    names, gives its slot back (so a page read back from swap and then
-    unmapped does not keep swap space)."""
+def do_swap_page(m: MMState, vma: VMA, vpn: int, write: bool) -> None:
+    """do_swap_page: map the page of the swap PTE at vpn."""
+    i = vpn - vma.start
+    pte = int(vma.pt[i])
+    slot = pte >> PTE_SHIFT
+    exclusive = bool(pte & PTE_SWP_EXCLUSIVE)
+    frame = swapin_to_cache(m, slot, vma.mm)
+    if frame < 0 or int(vma.pt[i]) != pte:  # our PTE holds the slot: cannot happen
+        raise AssertionError("swap PTE changed under do_swap_page")
     ft = m.frames
-    cached = frames[(ft.flags[frames] & PG_SWAPCACHE) != 0]
-    if not len(cached) or m.swap is None:
+    sw = m.swap
+    assert sw is not None  # a swap PTE exists only while swap is on
+    bits = PTE_PRESENT | PTE_YOUNG | (PTE_WRITE | PTE_DIRTY if write else 0)
+    copied = swapin_private_copy(m, vma, i, frame, pte, bits, vma.mm)
+    if copied < 0:
+        raise AssertionError("swap PTE changed under do_swap_page")
+    m.counters["pgfault"] += 1
+    if copied:
+        if sw.swap_map[slot] == 0 and (sw.full() or vma.flags & VM_LOCKED):
+            delete_from_swap_cache(m, frame)
         return
-    for f in np.unique(cached[ft.mapcount[cached] == 0]).tolist():
-        m.swap.try_free_swap(m, f)
+    one = np.array([frame], np.int64)
+    vpns = np.array([vpn], np.int64)
+    ft.refcount[frame] += 1
+    page_add_anon_rmap(m, one, vma, vpns, exclusive)
+    new = (frame << PTE_SHIFT) | PTE_PRESENT | PTE_YOUNG
+    if write and exclusive:
+        new |= PTE_WRITE | PTE_DIRTY
+    vma.pt[i] = new
+    vma.mm.rss += 1
+    vma.mm.swapents -= 1
+    sw.swap_map[slot] -= 1
+    if sw.swap_map[slot] == 0 and (sw.full() or vma.flags & VM_LOCKED
+                                   or (write and ft.refcount[frame] == 2)):
+        # folio_free_swap: with its swap copy gone the page is dirty, read
+        # fault or not (MADV_FREE then treats it as dirty)
+        ft.flags[frame] |= PG_DIRTY
+        delete_from_swap_cache(m, frame)
 
 
-def copy_page_range(m: Machine, dst: VMA, src: VMA) -> None:
-    """copy_page_range at fork: share every PTE of src with dst, COW.
-
-    vma_needs_copy: a VMA without an anon_vma copies nothing (its zero-page
-    entries are faulted again later). Present anonymous pages are
-    write-protected in both, lose PG_anon_exclusive and gain a mapping; the
-    child's copies start old (pte_mkold). Swap entries are duplicated.
-    """
-    if src.lineage is None:
-        return
-    pt = src.pt
-    nz = np.flatnonzero(pt)
-    if not len(nz):
-        return
-    ptes = pt[nz]
-    present = (ptes & _P) != 0
-    # COW: write-protect present PTEs; a swap PTE loses its exclusive bit
-    ptes = np.where(present, ptes & ~_W, ptes & ~PTE_SWP_EXCLUSIVE)
-    pt[nz] = ptes
-    dst.pt[nz] = np.where(present, ptes & ~_Y, ptes)
-    frames = ptes >> PTE_SHIFT
-    anon = present & (frames != 0)
-    if anon.any():
-        af = frames[anon]
-        page_dup_rmap(m, af, dst, dst.start + nz[anon])
-        dst.mm.rss += len(af)
-    swp = ~present
-    if swp.any():
-        from .swapfile import mmlist_add_after
-        assert m.swap is not None  # swap PTEs exist only while swap is on
-        m.swap.duplicate(frames[swp], dst.mm, src.mm)
-        dst.mm.swapents += int(np.count_nonzero(swp))
-        mmlist_add_after(m, dst.mm, src.mm)
-
-
-def early_cow(m: Machine, vma: VMA, idx: np.ndarray) -> None:
+def early_cow(m: MMState, vma: VMA, idx: np.ndarray) -> None:
     """Private copies for the present pages at vma.pt[idx], taken now rather
     than at the next write: Hugh Dickins' mremap fix for anonmm (REFERENCES.md
     row 8), which cannot find a page shared with another mm at two addresses.
@@ -359,11 +297,11 @@ def early_cow(m: Machine, vma: VMA, idx: np.ndarray) -> None:
     put_pages(m, old)
     vma.pt[idx] = (new << PTE_SHIFT) | (seg & ((1 << PTE_SHIFT) - 1))
     page_add_new_anon_rmap(m, new, vma, vpns)
-    m.lru_add(new)
+    lru_add(m, new)
     m.counters["early_cow"] += len(idx)
 
 
-def populate_range(m: Machine, vma: VMA, lo: int, hi: int) -> None:
+def populate_range(m: MMState, vma: VMA, lo: int, hi: int) -> None:
     """populate_vma_page_range (mlock, mremap of a locked VMA): fault in every
     page, writing where the VMA is writable (breaking COW), reading otherwise."""
     if vma.flags & VM_WRITE:
@@ -372,6 +310,6 @@ def populate_range(m: Machine, vma: VMA, lo: int, hi: int) -> None:
         read_range(m, vma, lo, hi, None)
 
 
-def _populate_write(m: Machine, vma: VMA, lo: int, hi: int) -> None:
+def _populate_write(m: MMState, vma: VMA, lo: int, hi: int) -> None:
     """A write fault (FOLL_WRITE) on every page: data kept, COW broken."""
     write_range(m, vma, lo, hi, None)

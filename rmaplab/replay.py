@@ -16,6 +16,7 @@ from typing import TypeVar
 from .errors import ModelBug, OomKill, Segv, SysError
 from .machine import Config, Machine
 from .trace import Op
+from .uapi import Stats
 
 T = TypeVar("T")
 
@@ -24,7 +25,7 @@ T = TypeVar("T")
 class ReplayOutput:
     results: list[dict] = field(default_factory=list)
     snapshots: list[dict] = field(default_factory=list)
-    stats: list[dict] = field(default_factory=list)
+    stats: list[Stats] = field(default_factory=list)
     machine: Machine | None = None
 
 

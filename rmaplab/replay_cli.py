@@ -12,6 +12,7 @@ import contextlib
 import json
 import sys
 import traceback
+from collections.abc import Mapping
 from pathlib import Path
 
 import click
@@ -23,7 +24,7 @@ from .rmap import SCHEMES
 from .trace import TraceError, load_trace
 
 
-def _dump(obj: dict) -> str:
+def _dump(obj: Mapping[str, object]) -> str:
     return json.dumps(obj) + "\n"
 
 

@@ -33,10 +33,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..mm_types import VM_LOCK_RMAP
-from .protocol import RmapScheme, WalkStats
+from .protocol import RmapContext, RmapScheme, WalkStats
 
 if TYPE_CHECKING:
-    from ..machine import Machine
     from ..mm_types import VMA
 
 # Slab object sizes in bytes: see docs/struct-sizes.md (2.6.33 with seed
@@ -87,7 +86,7 @@ class AnonVmaPool:
     live anon_vmas the checker walks (its size is the live count)."""
 
     anon_vma_type: type = AnonVma
-    m: Machine  # set by the scheme that mixes the pool in
+    m: RmapContext  # set by the scheme that mixes the pool in
 
     def __init__(self) -> None:
         self._serial = 0

@@ -32,13 +32,24 @@ Kernel call sites, by hook:
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from ..machine import Machine
-    from ..mm_types import MM, VMA
+from ..mm_types import MM, VMA, Task
+from ..page_alloc import FrameTable
+from ..slab import Slab
+from ..uapi import Walks
+
+
+class RmapContext(Protocol):
+    """What a scheme reads of the machine state (mm_state.MMState): the
+    frames, the slabs, the event counters, and the tasks (for check())."""
+
+    frames: FrameTable
+    slab: Slab
+    counters: dict[str, int]
+    tasks: dict[str, Task]
 
 
 class WalkStats:
@@ -53,7 +64,7 @@ class WalkStats:
         self.ptes = 0
         self.listed = 0  # what a walk that never stops early would examine
 
-    def as_dict(self) -> dict[str, int]:
+    def as_dict(self) -> Walks:
         return {"count": self.count, "anon_vmas": self.anon_vmas, "vmas": self.vmas,
                 "ptes": self.ptes, "listed": self.listed}
 
@@ -72,7 +83,7 @@ class RmapScheme:
     #: counted in counters["trylock"]
     trylock_walks: frozenset[str] = frozenset()
 
-    def __init__(self, m: Machine) -> None:
+    def __init__(self, m: RmapContext) -> None:
         self.m = m
 
     # -- mm lifecycle -----------------------------------------------------
