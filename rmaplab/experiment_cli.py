@@ -11,6 +11,7 @@ import click
 from rich.console import Console
 
 from .experiments import experiments, print_report, run_experiment, write_outputs
+from .rmap import SCHEMES
 
 
 @click.command("experiment")
@@ -25,8 +26,6 @@ from .experiments import experiments, print_report, run_experiment, write_output
 def experiment_cmd(name: str, schemes: str | None, params: tuple[str, ...], out: Path,
                    no_progress: bool) -> None:
     """Run experiment NAME (see docs/experiments/NAME.md)."""
-    from .rmap import SCHEMES
-
     exp = experiments()[name]
     chosen = None
     if schemes:

@@ -31,8 +31,11 @@ from typing import Any
 import numpy as np
 
 from .consts import PAGE_SHIFT
-from .machine import Machine
+from .machine import Config, Machine
 from .mm_types import MM, PTE_PRESENT, PTE_SHIFT, VM_LOCKED, VMA, flags_to_prot
+from .replay import run_op
+from .rmap import SCHEMES
+from .trace import load_trace
 
 COLORS = {"pte": "#7f7f7f", "mapping": "#ff7f0e", "own": "#2ca02c", "inherited": "#1f77b4",
           "miss": "#d62728", "parent": "#9467bd", "ref": "#555555"}
@@ -501,10 +504,6 @@ def show(trace: str | Path | list, *, at: int, scheme: str = "modern", fmt: str 
     `at`, under scheme: dot text, or svg/png bytes rendered by Graphviz.
     Raises TraceError (bad trace), ShowInputError (bad line, scheme or format),
     FileNotFoundError (no dot, for svg/png)."""
-    from .machine import Config
-    from .replay import run_op
-    from .trace import load_trace
-
     if fmt not in FORMATS:
         raise ShowInputError(f"format {fmt!r}: choose one of {', '.join(FORMATS)}")
     ops = load_trace(trace) if isinstance(trace, (str, Path)) else list(trace)
@@ -512,8 +511,6 @@ def show(trace: str | Path | list, *, at: int, scheme: str = "modern", fmt: str 
                                                                         default=0)
     if not 1 <= at <= max(last, 1):
         raise ShowInputError(f"--at {at}: the trace has lines 1 to {last}")
-    from .rmap import SCHEMES
-
     if scheme not in SCHEMES:
         raise ShowInputError(f"--scheme {scheme!r}: choose one of {', '.join(SCHEMES)}")
     m = Machine(Config(scheme=scheme))

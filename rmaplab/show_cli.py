@@ -15,7 +15,9 @@ from pathlib import Path
 
 import click
 
+from .rmap import SCHEMES
 from .show import FORMATS, ShowInputError, render, show
+from .trace import TraceError
 
 
 @click.command("show")
@@ -34,9 +36,6 @@ def show_cmd(trace: Path, at: int, scheme: str, fmt: str, output: Path | None,
 
     Exit status: 0 drawn, 2 bad input (named), 3 Graphviz's dot is missing
     (the .dot file is written anyway), 70 internal error."""
-    from .rmap import SCHEMES
-    from .trace import TraceError
-
     def fail(msg: str, code: int = 2) -> None:
         click.echo(f"rmaplab show: {msg}", err=True)
         sys.exit(code)

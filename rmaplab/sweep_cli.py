@@ -19,15 +19,16 @@ from pathlib import Path
 import click
 from rich.console import Console
 
+from .report import write_report
+from .store import Store, StoreError
+from .sweep import INLINE, Interrupted, SweepUnavailable, run_sweep
+from .sweep_spec import SpecError, load_spec
+
 EXIT_FAILED, EXIT_INVALID, EXIT_CANNOT_RUN, EXIT_INTERNAL = 1, 2, 3, 70
 
 
 def _guard(cmd: str, body: Callable[[], int]) -> None:
     """Run a command body; map each way it can end to an exit status."""
-    from .store import StoreError
-    from .sweep import Interrupted, SweepUnavailable
-    from .sweep_spec import SpecError
-
     try:
         code = body()
     except (SpecError, StoreError) as e:
@@ -66,9 +67,6 @@ def _guard(cmd: str, body: Callable[[], int]) -> None:
 def sweep_cmd(spec: Path, db: Path, scheduler: str | None, workers: int | None,
               retry_failed: bool, no_progress: bool) -> None:
     """Run the grid of SPEC (a TOML file: docs/sweeps.md) on Dask into --db."""
-    from .sweep import INLINE, run_sweep
-    from .sweep_spec import load_spec
-
     if scheduler is not None and scheduler != INLINE and "://" not in scheduler:
         click.echo(f"rmaplab sweep: --scheduler {scheduler!r}: expected an address like "
                    "tcp://HOST:PORT, or 'inline'", err=True)
@@ -104,9 +102,6 @@ def sweep_cmd(spec: Path, db: Path, scheduler: str | None, workers: int | None,
 def report_cmd(db: Path, html_path: Path | None, csv_path: Path | None,
                parquet_path: Path | None) -> None:
     """Report on the results file DB: HTML with tables and plots, CSV, Parquet."""
-    from .report import write_report
-    from .store import Store
-
     if not (html_path or csv_path or parquet_path):
         click.echo("rmaplab report: nothing to write: give --html, --csv or --parquet", err=True)
         sys.exit(EXIT_INVALID)

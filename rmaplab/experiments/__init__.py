@@ -3,14 +3,13 @@
 
 from __future__ import annotations
 
+from . import aim7, allocator, contention, hierarchy, kbuild, swapoff
 from .base import Claim, Experiment, Plot
 from .runner import print_report, run_experiment, write_outputs
 
 
 def experiments() -> dict[str, Experiment]:
     """Every experiment, by name."""
-    from . import aim7, allocator, contention, hierarchy, kbuild, swapoff
-
     return {e.name: e for e in (aim7.EXPERIMENT, hierarchy.EXPERIMENT, kbuild.EXPERIMENT,
                                 contention.EXPERIMENT, contention.RACE, allocator.EXPERIMENT,
                                 swapoff.EXPERIMENT)}

@@ -6,8 +6,7 @@ Statuses follow TRACE_FORMAT.md: 0 ran (kernel-diff: agree), 1 differ
 this machine, 4 the kernel disagreed with itself (kernel-diff), 70 internal
 error.  SIGINT and SIGTERM end a run after it has cleaned up, with 130/143.
 
-Also runnable as ``python -m rmaplab.kernel.cli kernel-run ...``, which
-needs nothing of the package beyond the kernel runner.
+Also runnable as ``python -m rmaplab.kernel.cli kernel-run ...``.
 """
 
 from __future__ import annotations
@@ -23,7 +22,9 @@ from typing import IO, Any
 import click
 
 from ..progress import op_progress
+from ..rmap import SCHEMES
 from ..trace import Op, TraceError, load_trace
+from . import diff, runner  # looked up at call time: tests replace their entry points
 from .observe import KernelUnavailable
 from .runner import Interrupted
 
@@ -93,14 +94,13 @@ def kernel_run_cmd(trace: str, results_path: str, snapshots_path: str | None,
     """Run TRACE on this machine's kernel (needs root); write results and snapshots."""
 
     def body() -> int:
-        from .runner import run_on_kernel
         ops = load_trace(trace)
         outs = [_open_out(results_path)]
         if snapshots_path is not None:
             outs.append(_open_out(snapshots_path))
         try:
             with op_progress("kernel-run", len(ops)) as advance:
-                results, snapshots = run_on_kernel(ops, cpu=cpu, wait_lock=wait_lock,
+                results, snapshots = runner.run_on_kernel(ops, cpu=cpu, wait_lock=wait_lock,
                                                    on_op=advance)
             write_jsonl(outs[0], results)
             if len(outs) > 1:
@@ -129,21 +129,17 @@ def kernel_diff_cmd(trace: str, scheme: str | None, wait_lock: float) -> None:
     """
 
     def body() -> int:
-        from .diff import kernel_diff
-        from .runner import run_on_kernel
         ops: list[Op] = load_trace(trace)
-        if scheme is not None:
-            from ..rmap import SCHEMES
-            if scheme not in SCHEMES:
-                # Checked before the kernel runs rather than after both.
-                raise click.BadParameter(f"unknown scheme {scheme!r}; choose one of "
-                                         + ", ".join(SCHEMES), param_hint="--scheme")
+        if scheme is not None and scheme not in SCHEMES:
+            # Checked before the kernel runs rather than after both.
+            raise click.BadParameter(f"unknown scheme {scheme!r}; choose one of "
+                                     + ", ".join(SCHEMES), param_hint="--scheme")
 
         def run_kernel(prefix: list[Op]) -> tuple[list[dict], list[dict]]:
             with op_progress("kernel run", len(prefix)) as advance:
-                return run_on_kernel(prefix, wait_lock=wait_lock, on_op=advance)
+                return runner.run_on_kernel(prefix, wait_lock=wait_lock, on_op=advance)
 
-        return kernel_diff(ops, scheme=scheme, echo=click.echo, run_kernel=run_kernel)
+        return diff.kernel_diff(ops, scheme=scheme, echo=click.echo, run_kernel=run_kernel)
 
     sys.exit(guarded(body))
 
