@@ -1,21 +1,28 @@
 # SPDX-License-Identifier: GPL-2.0-only
-"""The fault path, zapping and fork's page-table copy (mm/memory.c, 6.18).
+"""The fault path (mm/memory.c, Linux 6.18), over ranges.
 
-handle_mm_fault reads as the kernel's dispatcher: an empty PTE goes to
-do_anonymous_page (the zero page on a read, a new page on a write), a swap
-PTE to do_swap_page, a write to a write-protected PTE to do_wp_page (copy,
-or reuse when the page is exclusive). Every function works on a whole range
-of one VMA at once: the categories of its PTEs are computed as numpy masks
-and each category is handled in one step, so a write of 1,000 pages is a
-handful of array operations, not 1,000 dispatches.
+handle_mm_fault_range walks the range VMA by VMA; handle_pte_fault is the
+dispatcher, as in the kernel: a swap PTE goes to do_swap_page, an empty
+PTE to do_anonymous_page (the zero page on a read, a new page on a write),
+a write to a write-protected PTE to do_wp_page, which reuses the page when
+nothing else holds it (wp_page_reuse) and copies it otherwise
+(wp_page_copy; the zero page is copied as a zeroed page). File-backed
+faults (do_read_fault, do_cow_fault, do_shared_fault) will sit beside
+do_anonymous_page when file mappings come. Every handler works on a
+category of PTEs at once (an index array into one VMA's page table), so a
+write of 1,000 pages is a handful of array operations, not 1,000
+dispatches; swap PTEs, which need I/O and a frame each, go one at a time.
 
-Frames: when a range needs more frames than are free, the prefix that fits
-is done, reclaim runs, and only then the OOM killer (oom.py); the range then
-goes on where it stopped.
+Frames: when a range needs more frames than are free, reclaim runs first
+(vmscan.py), then the OOM killer (oom_kill.py), and then the prefix that
+fits is done; the range goes on where it stopped. The new pages of one
+pass are allocated together in address order, so the LRU and the frame
+numbers come out as page-by-page faults would give them.
 
 Invariants kept: a present anonymous PTE holds a reference on its frame and
 adds one to its mapcount; the zero page is referenced by neither;
-mm.rss counts present anonymous (non-zero) PTEs.
+mm.rss counts present anonymous (non-zero) PTEs. Zapping and fork's copy
+(pgtable.py) sit below this module, because VMA surgery and exit need them.
 """
 
 from __future__ import annotations
@@ -59,6 +66,7 @@ if TYPE_CHECKING:
 
 _P, _W, _Y, _D, _S = PTE_PRESENT, PTE_WRITE, PTE_YOUNG, PTE_DIRTY, PTE_SWAP
 FRESH = _P | _W | _Y | _D
+_EMPTY = np.zeros(0, np.int64)
 
 
 def access_ok(vma: VMA, write: bool) -> bool:
@@ -66,11 +74,15 @@ def access_ok(vma: VMA, write: bool) -> bool:
 
 
 def handle_mm_fault_range(m: MMState, mm: MM, start: int, end: int, write: bool,
-                          value: int, values: list[int] | None) -> None:
-    """Access [start, end) in address order as a user load or store would.
+                          value: int | None, values: list[int] | None) -> None:
+    """Models mm/memory.c handle_mm_fault() over [start, end) of mm: a user
+    load (write False, into values) or store (of value; None keeps the data,
+    as populate does) of every page, in address order.
 
-    Raises Segv at the first page that is unmapped or not accessible;
-    earlier pages stay done and, for a read, values holds what was read.
+    Each VMA piece goes to handle_pte_fault. Raises Segv at the first page
+    that is unmapped or not accessible; earlier pages stay done and, for a
+    read, values holds what was read. Raises OomKill when the OOM killer
+    picks the faulting task.
     """
     vpn = start
     while vpn < end:
@@ -79,8 +91,9 @@ def handle_mm_fault_range(m: MMState, mm: MM, start: int, end: int, write: bool,
             raise Segv(vpn)
         hi = min(end, vma.end)
         if vma.flags & VM_VOLATILE:
-            # seed 003: the first fault on an empty entry drops VM_VOLATILE
-            # and merges the VMA back; pages before it are accessed as they are
+            # volatile ranges: the first fault on an empty entry drops
+            # VM_VOLATILE and merges the VMA back; pages before it are
+            # accessed as they are
             empty = np.flatnonzero(vma.pt[vpn - vma.start:hi - vma.start] == 0)
             if len(empty):
                 if empty[0]:
@@ -88,90 +101,82 @@ def handle_mm_fault_range(m: MMState, mm: MM, start: int, end: int, write: bool,
                 else:
                     volatile_fault(m, vma)
                     continue
-        if write:
-            write_range(m, vma, vpn, hi, value)
-        else:
-            read_range(m, vma, vpn, hi, values)
+        handle_pte_fault(m, vma, vpn, hi, write, value, values)
         if vma.dead:  # cannot happen: the OOM killer never picks a task mid-range twice
             raise AssertionError("vma freed under a fault")
         vpn = hi
 
 
-def read_range(m: MMState, vma: VMA, lo: int, hi: int, values: list[int] | None) -> None:
-    """Loads: empty PTEs get the zero page (do_anonymous_page), swap PTEs are
-    swapped in (do_swap_page), present ones are read and made young."""
-    i0, i1 = lo - vma.start, hi - vma.start
-    while i0 < i1:
-        seg = vma.pt[i0:i1]
-        swap = np.flatnonzero(seg & _S)
-        stop = i1 if not len(swap) else i0 + int(swap[0])
-        if stop > i0:
-            seg = vma.pt[i0:stop]
-            empty = seg == 0
-            n_empty = int(np.count_nonzero(empty))
-            if n_empty:
-                m.counters["pgfault"] += n_empty
-                seg[empty] = _P | _Y  # the zero page, frame 0
-            seg |= _Y
-            if values is not None:
-                values.extend(m.frames.data[seg >> PTE_SHIFT].tolist())
-            i0 = stop
-        if i0 < i1:
-            do_swap_page(m, vma, vma.start + i0, write=False)
-            if values is not None:
-                values.append(int(m.frames.data[int(vma.pt[i0]) >> PTE_SHIFT]))
-            vma.pt[i0] |= _Y
-            i0 += 1
-
-
-def write_range(m: MMState, vma: VMA, lo: int, hi: int, value: int | None) -> None:
-    """Stores of value to [lo, hi) of vma (all pages writable by prot);
-    value None is a write fault that keeps the data (populate)."""
+def handle_pte_fault(m: MMState, vma: VMA, lo: int, hi: int, write: bool,
+                     value: int | None, values: list[int] | None) -> None:
+    """Models mm/memory.c handle_pte_fault() over [lo, hi) of vma: the
+    dispatcher. A swap PTE goes to do_swap_page (one page), and the access
+    then goes on from that page as from a present one; the run of PTEs up
+    to the next swap PTE is sorted by kind and each kind handed on at once
+    (_read_faults, _write_faults)."""
     i0, i1 = lo - vma.start, hi - vma.start
     may_reclaim = True
     while i0 < i1:
-        i0, reclaimed = _write_some(m, vma, i0, i1, value, may_reclaim)
-        # after a reclaim that did not free enough, the next pass goes to the OOM killer
-        may_reclaim = not reclaimed
+        seg = vma.pt[i0:i1]
+        swap = np.flatnonzero(seg & _S)
+        if len(swap) and not swap[0]:
+            do_swap_page(m, vma, vma.start + i0, write)
+            may_reclaim = True
+            continue  # mapped now: the access goes on as for a present page
+        stop = i1 if not len(swap) else i0 + int(swap[0])
+        if write:
+            i0, reclaimed = _write_faults(m, vma, i0, stop, value, may_reclaim)
+            # after a reclaim that did not free enough, the next pass goes to the OOM killer
+            may_reclaim = not reclaimed
+        else:
+            _read_faults(m, vma, i0, stop, values)
+            i0 = stop
 
 
-def _write_some(m: MMState, vma: VMA, i0: int, i1: int, value: int | None,
-                may_reclaim: bool) -> tuple[int, bool]:
-    """Handle a prefix of [i0, i1); return where to go on, and whether this
-    pass only reclaimed (the caller then comes back without reclaim)."""
+def _read_faults(m: MMState, vma: VMA, i0: int, i1: int, values: list[int] | None) -> None:
+    """Loads from vma.pt[i0:i1] (no swap PTE in it): empty PTEs go to
+    do_anonymous_page (the zero page); then every page is read and made young."""
+    seg = vma.pt[i0:i1]
+    empty = np.flatnonzero(seg == 0)
+    if len(empty):
+        do_anonymous_page(m, vma, i0, empty, None, None)
+    seg |= _Y
+    if values is not None:
+        values.extend(m.frames.data[seg >> PTE_SHIFT].tolist())
+
+
+def _write_faults(m: MMState, vma: VMA, i0: int, i1: int, value: int | None,
+                  may_reclaim: bool) -> tuple[int, bool]:
+    """Stores to vma.pt[i0:i1] (no swap PTE in it, all writable by prot).
+
+    Sorts the PTEs: empty ones go to do_anonymous_page, write-protected
+    ones (a COW page, or the zero page) to do_wp_page, writable ones need
+    no fault. The new pages all of them need are found first, in address
+    order: if too few frames are free, reclaim runs (and this returns
+    having done nothing: the caller comes back without reclaim), else the
+    OOM killer, else the prefix that fits is done. Returns where to go on,
+    and whether this pass only reclaimed.
+    """
     ft = m.frames
-    pt = vma.pt
-    seg = pt[i0:i1]
-    swap = np.flatnonzero(seg & _S)
-    if len(swap):
-        if swap[0] == 0:
-            do_swap_page(m, vma, vma.start + i0, write=True)
-            return i0, False  # mapped now: the write goes on as for a present page
-        i1 = i0 + int(swap[0])
-        seg = pt[i0:i1]
+    seg = vma.pt[i0:i1]
     frames = seg >> PTE_SHIFT
     present = (seg & _P) != 0
-    writable = (seg & _W) != 0
     zero = present & (frames == 0)
-    ro = present & ~writable & ~zero
+    wp = (present & ((seg & _W) == 0)) | zero  # write-protected: do_wp_page, the zero page too
     empty = seg == 0
-    # do_wp_page: reuse a page nobody else holds (wp_can_reuse_anon_folio)
     reuse = np.zeros(len(seg), bool)
-    if ro.any():
-        rof = frames[ro]
-        ok = (ft.refcount[rof] == 1) | ((ft.flags[rof] & PG_ANON_EXCLUSIVE) != 0)
-        if not ok.all():
-            ok |= _try_free_swap(m, rof, ok)
-        reuse[ro] = ok
-    new = empty | zero | (ro & ~reuse)
+    cow = wp & ~zero
+    if cow.any():
+        reuse[cow] = wp_can_reuse_anon_folio(m, frames[cow])
+    new = empty | (wp & ~reuse)  # a new page each: do_anonymous_page, wp_page_copy
     need = np.cumsum(new)
     total = int(need[-1]) if len(need) else 0
+    end = i1
     if total > ft.nr_free:
         if may_reclaim:
             # the pages of this range are held (locked, in the kernel) while
             # reclaim runs, so it cannot take back what the fault works on
-            held = frames[present & ~zero]
-            m.pinned = held
+            m.pinned = frames[present & ~zero]
             try:
                 try_to_free_pages(m, total - ft.nr_free)
             finally:
@@ -181,69 +186,123 @@ def _write_some(m: MMState, vma: VMA, i0: int, i1: int, value: int | None,
         if k == 0:
             out_of_memory(m, vma.mm)
             return i0, False  # the victim's frames are free now; go again
-        return _write_prefix(m, vma, i0, i0 + k, value, new[:k], reuse[:k], ro[:k],
-                             empty[:k] | zero[:k]), False
-    return _write_prefix(m, vma, i0, i1, value, new, reuse, ro, empty | zero), False
+        end = i0 + k
+    n = end - i0
+    _handle_writes(m, vma, i0, end, value, empty[:n], wp[:n], reuse[:n])
+    return end, False
 
 
-def _try_free_swap(m: MMState, frames: np.ndarray, ok: np.ndarray) -> np.ndarray:
-    """folio_free_swap in wp_can_reuse_anon_folio: a swap-cache page whose
-    only other reference is the cache may drop it and be reused."""
+def _handle_writes(m: MMState, vma: VMA, i0: int, i1: int, value: int | None,
+                empty: np.ndarray, wp: np.ndarray, reuse: np.ndarray) -> None:
+    """The write faults of [i0, i1), frames for them being free: one
+    allocation for the new pages, in address order, then each kind to its
+    handler, then the stores themselves (young, dirty, and the data)."""
+    seg = vma.pt[i0:i1]
+    new = np.flatnonzero(empty | (wp & ~reuse))
+    frames = _EMPTY
+    if len(new):
+        anon_vma_prepare(m, vma)
+        frames = m.frames.alloc(len(new))  # before any old page is put: none is reused
+    if wp.any():
+        do_wp_page(m, vma, i0, np.flatnonzero(wp), reuse[wp], frames[~empty[new]], value)
+    if empty.any():
+        do_anonymous_page(m, vma, i0, np.flatnonzero(empty), frames[empty[new]], value)
+    if len(new):
+        # folio_add_new_anon_rmap and folio_add_lru_vma of both handlers, for
+        # every new page at once and in address order, as page by page
+        page_add_new_anon_rmap(m, frames, vma, vma.start + i0 + new)
+        lru_add(m, frames)
+    seg |= _W | _Y | _D
+    if value is not None:
+        m.frames.data[seg >> PTE_SHIFT] = value
+
+
+def do_anonymous_page(m: MMState, vma: VMA, i0: int, idx: np.ndarray,
+                      frames: np.ndarray | None, value: int | None) -> None:
+    """Models mm/memory.c do_anonymous_page(): empty PTEs vma.pt[i0 + idx] get
+    the shared zero page on a read (frames None), or on a write the new
+    pages frames (zeroed; rmap and LRU are the caller's, for all new pages
+    at once)."""
+    seg = vma.pt[i0:]
+    m.counters["pgfault"] += len(idx)
+    if frames is None:
+        seg[idx] = _P | _Y  # the zero page, frame 0
+        return
+    if value is None:  # populate: a fresh page is zeroed
+        m.frames.data[frames] = 0
+    seg[idx] = (frames << PTE_SHIFT) | FRESH
+    vma.mm.rss += len(idx)
+
+
+def do_wp_page(m: MMState, vma: VMA, i0: int, idx: np.ndarray, reuse: np.ndarray,
+               frames: np.ndarray, value: int | None) -> None:
+    """Models mm/memory.c do_wp_page(): write faults on the write-protected
+    PTEs vma.pt[i0 + idx]; those reuse marks (wp_can_reuse_anon_folio said
+    yes) go to wp_page_reuse, the others, and the zero page, to wp_page_copy
+    with the new pages frames."""
+    if not reuse.all():
+        wp_page_copy(m, vma, i0, idx[~reuse], frames, value)
+    if reuse.any():
+        wp_page_reuse(m, vma, i0, idx[reuse])
+
+
+def wp_can_reuse_anon_folio(m: MMState, frames: np.ndarray) -> np.ndarray:
+    """Models mm/memory.c wp_can_reuse_anon_folio(): which of the COW pages
+    frames may be written in place, nobody else holding them (refcount 1,
+    or PG_anon_exclusive). A swap-cache page whose only other reference is
+    the cache drops it (folio_free_swap) and is reused."""
     ft = m.frames
-    out = np.zeros(len(frames), bool)
-    if m.swap is None:
-        return out
+    ok = (ft.refcount[frames] == 1) | ((ft.flags[frames] & PG_ANON_EXCLUSIVE) != 0)
+    if ok.all() or m.swap is None:
+        return ok
     cand = np.flatnonzero(~ok & ((ft.flags[frames] & PG_SWAPCACHE) != 0)
                           & (ft.refcount[frames] == 2))
     for j in cand.tolist():
         f = int(frames[j])
         if folio_free_swap(m, f):
-            out[j] = ft.refcount[f] == 1
-    return out
+            ok[j] = ft.refcount[f] == 1
+    return ok
 
 
-def _write_prefix(m: MMState, vma: VMA, i0: int, i1: int, value: int | None, new: np.ndarray,
-                  reuse: np.ndarray, ro: np.ndarray, fresh: np.ndarray) -> int:
-    ft = m.frames
-    seg = vma.pt[i0:i1]
-    nnew = int(np.count_nonzero(new))
-    counters = m.counters
-    if nnew:
-        anon_vma_prepare(m, vma)
-        idx = np.flatnonzero(new)
-        old = seg[idx] >> PTE_SHIFT
-        cow = ro[idx]
-        vpns = vma.start + i0 + idx
-        frames = ft.alloc(nnew)
-        if value is None:  # populate: a copy keeps the data, a fresh page is zeroed
-            ft.data[frames] = np.where(cow, ft.data[old], 0)
-        if cow.any():
-            # wp_page_copy: the old page loses this mapping
-            cf = old[cow]
-            page_remove_rmap(m, cf, vma, vpns[cow])
-            put_pages(m, cf)
-            counters["cow"] += int(np.count_nonzero(cow))
-        seg[idx] = (frames << PTE_SHIFT) | FRESH
-        page_add_new_anon_rmap(m, frames, vma, vpns)
-        lru_add(m, frames)
-        vma.mm.rss += int(np.count_nonzero(fresh))
-        counters["pgfault"] += nnew
-    if reuse.any():
-        idx = np.flatnonzero(reuse)
-        rf = seg[idx] >> PTE_SHIFT
-        moving = (ft.flags[rf] & PG_ANON_EXCLUSIVE) == 0
-        if moving.any():
-            page_move_anon_rmap(m, rf[moving], vma, vma.start + i0 + idx[moving])
-        counters["cow_reuse"] += len(idx)
-        counters["pgfault"] += len(idx)
-    seg |= _W | _Y | _D
-    if value is not None:
-        ft.data[seg >> PTE_SHIFT] = value
-    return i1
+def wp_page_copy(m: MMState, vma: VMA, i0: int, idx: np.ndarray, frames: np.ndarray,
+                 value: int | None) -> None:
+    """Models mm/memory.c wp_page_copy(): the write-protected PTEs
+    vma.pt[i0 + idx] get the new pages frames, copies of what they mapped
+    (zeroed for the zero page); each old page loses this mapping."""
+    seg = vma.pt[i0:]
+    old = seg[idx] >> PTE_SHIFT
+    cow = old != 0
+    if value is None:  # populate: a copy keeps the data
+        m.frames.data[frames] = np.where(cow, m.frames.data[old], 0)
+    if cow.any():
+        cf = old[cow]
+        page_remove_rmap(m, cf, vma, vma.start + i0 + idx[cow])
+        put_pages(m, cf)
+        m.counters["cow"] += int(np.count_nonzero(cow))
+    seg[idx] = (frames << PTE_SHIFT) | FRESH
+    vma.mm.rss += len(idx) - int(np.count_nonzero(cow))  # the zero page was not counted
+    m.counters["pgfault"] += len(idx)
+
+
+def wp_page_reuse(m: MMState, vma: VMA, i0: int, idx: np.ndarray) -> None:
+    """Models mm/memory.c wp_page_reuse(): the pages at vma.pt[i0 + idx] are
+    written in place, made vma's own (folio_move_anon_rmap) if they were not
+    exclusive yet."""
+    seg = vma.pt[i0:]
+    rf = seg[idx] >> PTE_SHIFT
+    moving = (m.frames.flags[rf] & PG_ANON_EXCLUSIVE) == 0
+    if moving.any():
+        page_move_anon_rmap(m, rf[moving], vma, vma.start + i0 + idx[moving])
+    seg[idx] |= _W | _Y | _D
+    m.counters["cow_reuse"] += len(idx)
+    m.counters["pgfault"] += len(idx)
 
 
 def do_swap_page(m: MMState, vma: VMA, vpn: int, write: bool) -> None:
-    """do_swap_page: map the page of the swap PTE at vpn."""
+    """Models mm/memory.c do_swap_page(): map the page of the swap PTE at vpn,
+    read into the swap cache if it is not there (swapin_to_cache), exclusive
+    and writable at once for a write if the swap PTE said exclusive; a write
+    to a page that is not exclusive then goes through do_wp_page."""
     i = vpn - vma.start
     pte = int(vma.pt[i])
     slot = pte >> PTE_SHIFT
@@ -305,11 +364,6 @@ def populate_range(m: MMState, vma: VMA, lo: int, hi: int) -> None:
     """populate_vma_page_range (mlock, mremap of a locked VMA): fault in every
     page, writing where the VMA is writable (breaking COW), reading otherwise."""
     if vma.flags & VM_WRITE:
-        _populate_write(m, vma, lo, hi)
+        handle_pte_fault(m, vma, lo, hi, True, None, None)  # FOLL_WRITE: data kept
     else:
-        read_range(m, vma, lo, hi, None)
-
-
-def _populate_write(m: MMState, vma: VMA, lo: int, hi: int) -> None:
-    """A write fault (FOLL_WRITE) on every page: data kept, COW broken."""
-    write_range(m, vma, lo, hi, None)
+        handle_pte_fault(m, vma, lo, hi, False, None, None)
