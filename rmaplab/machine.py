@@ -56,8 +56,10 @@ class Machine(MMState):
     mremap, mlock, munlock, madvise; read and write (the faults); swapon,
     swapoff, reclaim. Observe it with snapshot, stats and objects, and
     check its invariants with check. Addresses are in bytes, sizes in 4096
-    byte pages, as in a trace. The state (frames, slab, rmap, tasks, swap,
-    counters, walks, ...) is readable as attributes (see MMState).
+    byte pages, as in a trace; prot is one of uapi.PROTS ("rw", "r",
+    "none"), advice one of uapi.ADVICES, the scheme one of rmap.SCHEMES. The
+    state (frames, slab, rmap, tasks, swap, counters, walks, ...) is
+    readable as attributes (see MMState).
 
     Errors: SysError(errno) as the syscall would return it (ESRCH for a task
     that does not exist or has exited, ENOMEM when an allocation fails, ...),

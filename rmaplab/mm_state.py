@@ -117,7 +117,17 @@ class SwapArea:
 
 
 class MMState:
-    """All memory-management state of one simulated machine."""
+    """All memory-management state of one simulated machine.
+
+    config (Config), frames (page_alloc.FrameTable: every struct page),
+    slab (live kernel objects), walks (rmap walk costs), counters (events,
+    uapi.Counters' keys), tasks (live processes by name; dead_names keeps
+    the names used), kthreads, swap (the SwapArea, or None), mmlist, kills
+    (OOM victims of the op running now), lru_clock (the LRU's age
+    sequence), pinned (frames a fault holds while it reclaims), the serial
+    numbers of VMAs, mms and pids, rmap (the scheme instance), and
+    surgery_hook (called at each step of VMA surgery, or None).
+    """
 
     def __init__(self, config: Config, scheme: type[RmapScheme]) -> None:
         """A machine with no task, no swap and scheme as its rmap design.
