@@ -103,8 +103,9 @@ def exit_mmap(m: MMState, mm: MM) -> None:
 
 
 def mmput(m: MMState, mm: MM) -> None:
-    """mmput: the last user tears the address space down (seed 004's order:
-    exit_mmap first, then off mmlist, then exit_rmap, then mmdrop)."""
+    """mmput: the last user tears the address space down, in the order of
+    Hugh Dickins' mmlist rework (October 2004): exit_mmap first, then off
+    mmlist, then exit_rmap, then mmdrop."""
     mm.mm_users -= 1
     if mm.mm_users:
         return
@@ -138,8 +139,9 @@ def release_task(m: MMState, task: Task) -> None:
 
 
 def get_task_mm(task: Task) -> MM | None:
-    """get_task_mm (seed 004): a reference on task's mm, refused for a kernel
-    thread that borrowed the mm with use_mm (PF_BORROWED_MM)."""
+    """get_task_mm as Hugh Dickins' mmlist rework (2004) has it: a reference
+    on task's mm, refused for a kernel thread that borrowed the mm with
+    use_mm (PF_BORROWED_MM)."""
     mm = task.mm
     if mm is None or task.flags & Task.PF_BORROWED_MM:
         return None
@@ -148,7 +150,8 @@ def get_task_mm(task: Task) -> MM | None:
 
 
 def use_mm(task: Task, mm: MM) -> None:
-    """use_mm (AIO kernel thread adopts a user mm, seed 004): no mm_users ref."""
+    """use_mm (an AIO kernel thread adopts a user mm; PF_BORROWED_MM, from the
+    same 2004 rework): no mm_users reference."""
     task.flags |= Task.PF_BORROWED_MM
     mm.mm_count += 1
     task.mm = mm

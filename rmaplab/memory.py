@@ -343,8 +343,9 @@ def do_swap_page(m: MMState, vma: VMA, vpn: int, write: bool) -> None:
 
 def early_cow(m: MMState, vma: VMA, idx: np.ndarray) -> None:
     """Private copies for the present pages at vma.pt[idx], taken now rather
-    than at the next write: Hugh Dickins' mremap fix for anonmm (REFERENCES.md
-    row 8), which cannot find a page shared with another mm at two addresses.
+    than at the next write: Hugh Dickins' mremap patch after anonmm (2004;
+    docs/references.md), as anonmm cannot find a page shared with another mm
+    at two addresses.
     The caller made sure enough frames are free. The PTEs keep their bits."""
     ft = m.frames
     seg = vma.pt[idx]

@@ -106,7 +106,8 @@ def dup_anon_vma(m: MMState, dst: VMA, src: VMA) -> bool:
     if src.lineage is None or dst.lineage is not None:
         return False
     if m.config.vm_lock_rmap:
-        # seed 002: hide the importer from walks until vma_adjust is done
+        # VM_LOCK_RMAP of Rik van Riel's anon_vma_chain patch (January 2010):
+        # hide the importer from walks until vma_adjust is done
         dst.flags |= VM_LOCK_RMAP
     dst.anon_vma = src.anon_vma
     try:
@@ -121,8 +122,9 @@ def dup_anon_vma(m: MMState, dst: VMA, src: VMA) -> bool:
 
 
 def importer_ready(vma: VMA) -> None:
-    """Seed 002: walks may follow the importer again, vma_adjust having set
-    every bound or the import failed (a no-op unless dup_anon_vma flagged it)."""
+    """VM_LOCK_RMAP (the anon_vma_chain patch, 2010): walks may follow the
+    importer again, vma_adjust having set every bound or the import failed
+    (a no-op unless dup_anon_vma flagged it)."""
     vma.flags &= ~VM_LOCK_RMAP
 
 
@@ -209,7 +211,8 @@ def split_vma(m: MMState, vma: VMA, at: int, new_below: bool) -> VMA:
 # -- removal of a VMA absorbed by a merge ----------------------------------------------
 
 def unlink_merged(m: MMState, gone: VMA) -> None:
-    """__vma_unlink of a VMA a merge removes; seed 002 also hid it from walks."""
+    """__vma_unlink of a VMA a merge removes; the anon_vma_chain patch (2010)
+    also hid it from walks."""
     gone.mm.unlink(gone)
     if m.config.vm_lock_rmap:
         gone.flags |= VM_LOCK_RMAP  # never cleared: the VMA is freed after anon_vma_merge
@@ -319,7 +322,8 @@ def vma_merge_existing_range(m: MMState, prev: VMA | None, mid: VMA, start: int,
         remove_merged(m, nxt, mid)
     else:
         # vma_adjust's order: mid shrinks, then next grows down; a walk
-        # between the two misses [start, end): seed 002's open window
+        # between the two misses [start, end): the window the anon_vma_chain
+        # patch (2010) closed with VM_LOCK_RMAP
         mid.pt = mid.pt[:k].copy()
         set_range(m, mid, mid.start, start, mid.pgoff)
         m.surgery_point("merge_right:mid_shrunk", nxt, mid)

@@ -14,9 +14,10 @@ its pgoff reset so it can merge), move_page_tables, and the old range is
 unmapped. Pages keep their page->index, so every scheme still finds them
 (the rmap hook ptes_moved lets pte_chain and anonmm fix up theirs), except
 that anonmm cannot find a page shared with another mm at a new address:
-such pages get private copies at move time (early COW, REFERENCES.md row
-8), whose frames are found before anything moves. A locked VMA populates
-the part a grow added.
+such pages get private copies at move time (early COW, as Hugh Dickins'
+mremap patch after anonmm did in 2004; docs/references.md), whose frames
+are found before anything moves. A locked VMA populates the part a grow
+added.
 """
 
 from __future__ import annotations

@@ -78,7 +78,8 @@ def swapin_private_copy(m: MMState, vma: VMA, i: int, frame: int, pte: int, bits
                         mm: MM | None) -> int:
     """Map a private copy of the swap cache page frame at index i of vma, if
     the rmap scheme could not find frame there (anonmm: another mm maps it at
-    another address; REFERENCES.md row 8). Returns 1 when a copy now maps the
+    another address; Hugh Dickins' mremap patch after anonmm, 2004,
+    in docs/references.md). Returns 1 when a copy now maps the
     PTE (the slot lost its reference), 0 when no copy is needed, -1 when the
     PTE changed while a frame was found (its mm was killed). The new frame
     comes as any fault's does (reclaim, then the OOM killer, sparing mm's

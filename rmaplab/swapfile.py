@@ -1,22 +1,24 @@
 # SPDX-License-Identifier: GPL-2.0-only
 """The swap area, swapon and swapoff (mm/swapfile.c).
 
-One swap area of N slots (TRACE_FORMAT.md: `swapon pages`). swap_map
-counts, per slot, the swap PTEs that name it; has_cache says the swap cache
-holds a page for it (SWAP_HAS_CACHE). A slot is free when both are clear.
-Slots are handed out lowest first.
+One swap area of N slots (docs/trace-format.md: `swapon pages`), its
+structure (SwapArea, swap_info_struct) in mm_state.py: swap_map counts, per
+slot, the swap PTEs that name it; has_cache says the swap cache holds a
+page for it (SWAP_HAS_CACHE). A slot is free when both are clear. Slots
+are handed out lowest first.
 
-mmlist is seed 004's: an mm joins it when it gets its first swap entry
-(try_to_unmap_one puts it at the front, after init_mm; copy_page_range puts
-a child right after its parent) and leaves it at mmput, after exit_mmap.
-swapoff's try_to_unuse comes in two versions: ``2004``, seed 004's (for
-each slot in turn, read the page and search the mms on mmlist from the
-last place it was found, parent before child), and ``2019``, commit
-b56a2d8af914 (one pass over each mm's page tables, bringing in every entry
-it meets). Both are charged what they would scan (swapoff_ptes,
-swapoff_mms), from an index of where each slot's PTEs are, so that the
-quadratic one can be measured at sizes it would take hours to run.
-drain_mmlist empties mmlist once no swap is in use.
+mmlist is that of Hugh Dickins' mmlist rework (October 2004; its updates
+are in swap.py): an mm joins it when it gets its first swap entry
+(try_to_unmap_one puts it at the front, after init_mm; copy_page_range
+puts a child right after its parent) and leaves it at mmput, after
+exit_mmap. swapoff's try_to_unuse comes in two versions: ``2004``, that
+rework's (for each slot in turn, read the page and search the mms on
+mmlist from the last place it was found, parent before child), and
+``2019``, commit b56a2d8af914 (one pass over each mm's page tables,
+bringing in every entry it meets). Both are charged what they would scan
+(swapoff_ptes, swapoff_mms), from an index of where each slot's PTEs are,
+so that the quadratic one can be measured at sizes it would take hours to
+run. drain_mmlist empties mmlist once no swap is in use.
 """
 
 from __future__ import annotations
@@ -84,7 +86,7 @@ def _anon_ptes(mm: MM) -> int:
 
 
 def try_to_unuse_2004(m: MMState) -> None:
-    """try_to_unuse as seed 004 has it: slot by slot, mm by mm.
+    """try_to_unuse as Hugh Dickins' 2004 mmlist rework has it: slot by slot, mm by mm.
 
     For each slot in use: read its page into the swap cache, then visit mms
     from start_mm on around mmlist (init_mm is the list head: nothing to

@@ -60,12 +60,12 @@ if TYPE_CHECKING:
 
 
 class TTU(enum.Enum):
-    """try_to_unmap's outcome (SWAP_SUCCESS/AGAIN/FAIL of seed 001)."""
+    """try_to_unmap's outcome (SWAP_SUCCESS/AGAIN/FAIL of Rik van Riel's 2002 pte_chain rmap)."""
 
     SUCCESS = 0
     AGAIN = 1
     FAIL = 2
-    DISCARD = 3  # seed 003: a volatile page dropped without writeout
+    DISCARD = 3  # volatile ranges (RFC v3, 2012): a volatile page dropped without writeout
 
 
 # -- the LRU -----------------------------------------------------------------------
@@ -110,7 +110,7 @@ def try_to_unmap(m: MMState, frame: int) -> TTU:
     ft = m.frames
     state = {"ret": TTU.SUCCESS}
     lazy = bool(ft.flags[frame] & PG_LAZYFREE) and not ft.flags[frame] & PG_SWAPCACHE
-    placed: list[tuple[VMA, int]] = []  # swap entries this walk installed (seed 003)
+    placed: list[tuple[VMA, int]] = []  # swap entries this walk installed (volatile ranges)
 
     def one(f: int, vma: VMA, vpn: int) -> bool:
         if vma.flags & VM_LOCKED:
@@ -155,7 +155,7 @@ def try_to_unmap(m: MMState, frame: int) -> TTU:
         return TTU.DISCARD
     if (state["ret"] is TTU.SUCCESS and placed and ft.mapcount[frame] == 0
             and all(v.flags & VM_VOLATILE for v, _ in placed)):
-        # seed 003: every mapper was volatile: try_to_zap_one the entries just
+        # volatile ranges: every mapper was volatile: try_to_zap_one the entries just
         # installed, and the page is clean: it goes with no writeout
         assert m.swap is not None  # placed holds swap entries
         for v, i in placed:
@@ -221,7 +221,7 @@ def shrink_page_list(m: MMState, frames: list[int], ignore_references: bool,
         c["pgscan"] += 1
         volatile = volatile_scan and ft.mapcount[f] > 0 and _volatile(m, f)
         if (not ignore_references and ft.mapcount[f] > 0 and page_referenced(m, f)
-                and not volatile):  # seed 003: a volatile page is reclaimed, not activated
+                and not volatile):  # volatile: reclaimed, not activated
             _activate_locked(m, f)
             continue
         lazy = bool(ft.flags[f] & PG_LAZYFREE)

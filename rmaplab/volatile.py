@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: GPL-2.0-only
-"""Volatile ranges: Minchan Kim's MADV_VOLATILE, RFC v3 (seed 003).
+"""Volatile ranges: Minchan Kim's MADV_VOLATILE, "[RFC v3] Support volatile range
+for anon vma" (linux-mm, 11 December 2012; docs/references.md).
 
 madvise(MADV_VOLATILE) marks the range's VMAs VM_VOLATILE (splitting as
 needed; VM_VOLATILE counts as VM_SPECIAL, so such VMAs never merge) and

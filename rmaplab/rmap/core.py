@@ -157,7 +157,7 @@ class RmapWalkControl:
     rmap_one(frame, vma, vpn) returns False to stop the walk; done(frame)
     is asked after each VMA; invalid_vma(vma) skips a VMA before its PTE is
     looked at. kind names the walk ("referenced", "unmap", "check", ...) for
-    schemes whose locking differs by walk (seed 001's try_to_unmap_one takes
+    schemes whose locking differs by walk (the 2002 pte_chain rmap's try_to_unmap_one takes
     the page table lock with a trylock, its page_referenced takes none); a
     walk with a done callback is try_to_unmap's ("unmap") unless told.
     """

@@ -9,7 +9,7 @@ at a time); the shared bookkeeping (mapcount, refcount, page->index) is done
 by rmap.core before or after the hook.
 
 Kernel call sites, by hook:
-  mm_init / mm_dup / mm_exit      exec_rmap, dup_rmap, exit_rmap (seed 000)
+  mm_init / mm_dup / mm_exit      exec_rmap, dup_rmap, exit_rmap (anonmm, 2004)
   vma_prepare                     anon_vma_prepare (first anonymous page)
   vma_fork                        anon_vma_fork (dup_mmap)
   vma_clone                       anon_vma_clone (split_vma, vma_expand importer, copy_vma)
@@ -53,7 +53,7 @@ class RmapContext(Protocol):
 
 
 class WalkStats:
-    """What rmap walks visited, cumulatively (TRACE_FORMAT.md `walks`)."""
+    """What rmap walks visited, cumulatively (docs/trace-format.md `walks`)."""
 
     __slots__ = ("count", "anon_vmas", "vmas", "ptes", "listed")
 
@@ -79,7 +79,7 @@ class RmapScheme:
     #: rule); Andrea Arcangeli's 2004 anon_vma is shared by a whole fork family
     anon_vma_mirrors_lineage = True
     #: RmapWalkControl kinds whose rmap_one takes the mm's page_table_lock with
-    #: a trylock (seed 001's try_to_unmap, seed 000's page_referenced too):
+    #: a trylock (pte_chain's try_to_unmap, anonmm's page_referenced too):
     #: counted in counters["trylock"]
     trylock_walks: frozenset[str] = frozenset()
 
