@@ -26,6 +26,8 @@ from __future__ import annotations
 import numpy as np
 from sortedcontainers import SortedKeyList
 
+from .uapi import Prot
+
 # vm_flags bits the model uses (values are the kernel's where it has them).
 VM_READ = 0x1
 VM_WRITE = 0x2
@@ -49,11 +51,13 @@ PTE_SHIFT = 8
 ZERO_PFN = 0
 
 
-def prot_to_flags(prot: str) -> int:
+def prot_to_flags(prot: Prot) -> int:
+    """vm_flags for a trace's prot (calc_vm_prot_bits)."""
     return {"rw": VM_READ | VM_WRITE, "r": VM_READ, "none": 0}[prot]
 
 
-def flags_to_prot(flags: int) -> str:
+def flags_to_prot(flags: int) -> Prot:
+    """The trace's prot for vm_flags (what a snapshot reports)."""
     if flags & VM_WRITE:
         return "rw"
     return "r" if flags & VM_READ else "none"
