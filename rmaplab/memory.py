@@ -188,25 +188,31 @@ def _write_faults(m: MMState, vma: VMA, i0: int, i1: int, value: int | None,
             return i0, False  # the victim's frames are free now; go again
         end = i0 + k
     n = end - i0
-    _handle_writes(m, vma, i0, end, value, empty[:n], wp[:n], reuse[:n])
+    _handle_writes(m, vma, i0, end, value, new[:n], empty[:n], wp[:n], reuse[:n])
     return end, False
 
 
 def _handle_writes(m: MMState, vma: VMA, i0: int, i1: int, value: int | None,
-                empty: np.ndarray, wp: np.ndarray, reuse: np.ndarray) -> None:
+                   new_mask: np.ndarray, empty: np.ndarray, wp: np.ndarray,
+                   reuse: np.ndarray) -> None:
     """The write faults of [i0, i1), frames for them being free: one
-    allocation for the new pages, in address order, then each kind to its
-    handler, then the stores themselves (young, dirty, and the data)."""
+    allocation for the new pages (new_mask), in address order, then each
+    kind to its handler, then the stores themselves (young, dirty, data)."""
     seg = vma.pt[i0:i1]
-    new = np.flatnonzero(empty | (wp & ~reuse))
+    new = np.flatnonzero(new_mask)
     frames = _EMPTY
     if len(new):
         anon_vma_prepare(m, vma)
         frames = m.frames.alloc(len(new))  # before any old page is put: none is reused
-    if wp.any():
-        do_wp_page(m, vma, i0, np.flatnonzero(wp), reuse[wp], frames[~empty[new]], value)
-    if empty.any():
-        do_anonymous_page(m, vma, i0, np.flatnonzero(empty), frames[empty[new]], value)
+    e_idx = np.flatnonzero(empty)
+    if len(e_idx) < len(seg) and wp.any():
+        w_idx = np.flatnonzero(wp)
+        # the new pages that are not for empty PTEs are wp_page_copy's
+        w_frames = frames if not len(e_idx) else frames[~empty[new]]
+        do_wp_page(m, vma, i0, w_idx, reuse[w_idx], w_frames, value)
+    if len(e_idx):
+        e_frames = frames if len(e_idx) == len(new) else frames[empty[new]]
+        do_anonymous_page(m, vma, i0, e_idx, e_frames, value)
     if len(new):
         # folio_add_new_anon_rmap and folio_add_lru_vma of both handlers, for
         # every new page at once and in address order, as page by page
@@ -240,10 +246,12 @@ def do_wp_page(m: MMState, vma: VMA, i0: int, idx: np.ndarray, reuse: np.ndarray
     PTEs vma.pt[i0 + idx]; those reuse marks (wp_can_reuse_anon_folio said
     yes) go to wp_page_reuse, the others, and the zero page, to wp_page_copy
     with the new pages frames."""
+    if not reuse.any():
+        wp_page_copy(m, vma, i0, idx, frames, value)
+        return
     if not reuse.all():
         wp_page_copy(m, vma, i0, idx[~reuse], frames, value)
-    if reuse.any():
-        wp_page_reuse(m, vma, i0, idx[reuse])
+    wp_page_reuse(m, vma, i0, idx[reuse])
 
 
 def wp_can_reuse_anon_folio(m: MMState, frames: np.ndarray) -> np.ndarray:
@@ -272,15 +280,17 @@ def wp_page_copy(m: MMState, vma: VMA, i0: int, idx: np.ndarray, frames: np.ndar
     seg = vma.pt[i0:]
     old = seg[idx] >> PTE_SHIFT
     cow = old != 0
+    ncow = int(np.count_nonzero(cow))
     if value is None:  # populate: a copy keeps the data
         m.frames.data[frames] = np.where(cow, m.frames.data[old], 0)
-    if cow.any():
-        cf = old[cow]
-        page_remove_rmap(m, cf, vma, vma.start + i0 + idx[cow])
+    if ncow:
+        every = ncow == len(idx)
+        cf = old if every else old[cow]
+        page_remove_rmap(m, cf, vma, vma.start + i0 + (idx if every else idx[cow]))
         put_pages(m, cf)
-        m.counters["cow"] += int(np.count_nonzero(cow))
+        m.counters["cow"] += ncow
     seg[idx] = (frames << PTE_SHIFT) | FRESH
-    vma.mm.rss += len(idx) - int(np.count_nonzero(cow))  # the zero page was not counted
+    vma.mm.rss += len(idx) - ncow  # the zero page was not counted
     m.counters["pgfault"] += len(idx)
 
 
