@@ -70,6 +70,7 @@ _EMPTY = np.zeros(0, np.int64)
 
 
 def access_ok(vma: VMA, write: bool) -> bool:
+    """The inverse of do_user_addr_fault's access_error: vma allows the access."""
     return bool(vma.flags & (VM_WRITE if write else (VM_READ | VM_WRITE)))
 
 

@@ -10,8 +10,8 @@ by rmap.core before or after the hook.
 
 Kernel call sites, by hook:
   mm_init / mm_dup / mm_exit      exec_rmap, dup_rmap, exit_rmap (anonmm, 2004)
-  vma_prepare                     anon_vma_prepare (first anonymous page)
-  vma_fork                        anon_vma_fork (dup_mmap)
+  vma_prepare                     anon_vma_prepare (first anonymous page, rmap.core)
+  vma_fork                        anon_vma_fork (dup_mmap, through rmap.core.anon_vma_fork)
   vma_clone                       anon_vma_clone (split_vma, vma_expand importer, copy_vma)
   vma_unlink                      unlink_anon_vmas (free_pgtables, error paths)
   vma_merge                       anon_vma_merge (a VMA absorbed by its neighbour)
