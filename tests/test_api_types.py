@@ -21,6 +21,7 @@ from rmaplab import memory
 from rmaplab.consts import ADVICES, PAGE_SIZE, PROTS, WINDOW_START
 from rmaplab.machine import COUNTERS, Config, Machine
 from rmaplab.rmap import SCHEMES
+from rmaplab.rmap.schemes import SCHEME_CLASSES, scheme_class
 from rmaplab.uapi import Advice, Counters, Prot, SchemeName, Stats
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -157,3 +158,10 @@ def test_dup_mmap_calls_anon_vma_fork_for_every_vma(monkeypatch: pytest.MonkeyPa
     assert child.vmas[0].anon_vma is not None and child.vmas[0].forked
     assert child.vmas[1].anon_vma is None
     m.check()
+
+
+def test_the_scheme_registry_follows_schemes() -> None:
+    assert tuple(SCHEME_CLASSES) == SCHEMES
+    assert all(scheme_class(s).name == s for s in SCHEMES)
+    with pytest.raises(ValueError, match="choose one of modern, anon_vma_chain"):
+        scheme_class("pte_chains")

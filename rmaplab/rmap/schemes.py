@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
+
 from .anon_vma import AnonVmaScheme
 from .anon_vma_chain import AnonVmaChainScheme
 from .anonmm import AnonmmScheme
@@ -10,14 +13,14 @@ from .modern import ModernScheme
 from .protocol import RmapScheme
 from .pte_chain import PteChainScheme
 
-#: In the order of rmaplab.rmap.SCHEMES (newest first).
-SCHEME_CLASSES: dict[str, type[RmapScheme]] = {
+#: In the order of rmaplab.rmap.SCHEMES (newest first); read-only.
+SCHEME_CLASSES: Mapping[str, type[RmapScheme]] = MappingProxyType({
     "modern": ModernScheme,
     "anon_vma_chain": AnonVmaChainScheme,
     "anon_vma": AnonVmaScheme,
     "anonmm": AnonmmScheme,
     "pte_chain": PteChainScheme,
-}
+})
 
 
 def scheme_class(name: str) -> type[RmapScheme]:
