@@ -31,14 +31,15 @@ from .page_alloc import PG_ANON, PG_SWAPCACHE
 from .rmap.core import find_mappings
 
 if TYPE_CHECKING:
-    from .machine import Machine
+    from .mm_state import MMState, SwapArea
 
 
 def _fail(msg: str) -> NoReturn:
     raise ModelBug(msg)
 
 
-def check_machine(m: Machine) -> None:
+def check_machine(m: MMState) -> None:
+    """Assert every invariant above; raises ModelBug at the first that fails."""
     ft = m.frames
     nframes = ft.next_unused
     maps = np.zeros(nframes, np.int64)
@@ -131,9 +132,38 @@ def check_machine(m: Machine) -> None:
                 _fail(f"rmap walk from frame {f} misses {vma} at {vpn << 12:#x} "
                       f"(mapping {ft.mapping[f]!r}, index {ft.index[f]:#x})")
     if m.swap is not None:
-        m.swap.check(m)
+        check_swap_area(m, m.swap)
     m.rmap.check()
     if not m.tasks:
         leftovers = {k: v for k, v in m.objects().items() if v}
         if leftovers and not (m.swap is not None and set(leftovers) == {"page"}):
             _fail(f"no task left but objects remain: {leftovers}")
+
+
+def check_swap_area(m: MMState, sw: SwapArea) -> None:
+    """swap_map = swap PTEs naming the slot; the cache and pages agree."""
+    counts = np.zeros(sw.nslots, np.int64)
+    for t in m.tasks.values():
+        mm = t.mm
+        assert mm is not None  # every task in tasks is alive
+        for vma in mm.vmas:
+            pt = vma.pt
+            slots = pt[(pt & PTE_SWAP) != 0] >> PTE_SHIFT
+            if len(slots):
+                np.add.at(counts, slots, 1)
+            if len(slots) and not mm.on_mmlist:
+                _fail(f"task {t.name} has swap entries but is not on mmlist")
+    bad = np.flatnonzero(counts != sw.swap_map)
+    if len(bad):
+        s = int(bad[0])
+        _fail(f"slot {s}: swap_map {sw.swap_map[s]} but {counts[s]} swap PTEs")
+    ft = m.frames
+    for slot in np.flatnonzero(sw.has_cache).tolist():
+        f = int(sw.cache[slot])
+        if f < 0 or not ft.flags[f] & PG_SWAPCACHE or ft.private[f] != slot:
+            _fail(f"slot {slot}: swap cache page {f} does not point back")
+    if (sw.cache[~sw.has_cache] != -1).any():
+        _fail("a slot without SWAP_HAS_CACHE names a page")
+    used = int(np.count_nonzero((sw.swap_map > 0) | sw.has_cache))
+    if used != sw.inuse:
+        _fail(f"inuse {sw.inuse} but {used} slots used")

@@ -16,16 +16,20 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from .errors import NoMem
-from .memory import copy_page_range
 from .mm_types import MM, VM_LOCKED, Task
 from .mmap import unmap_region, vm_area_dup
+from .pgtable import copy_page_range
+from .rmap.core import anon_vma_fork
+from .swap import mmlist_del
 
 if TYPE_CHECKING:
-    from .machine import Machine
+    from .mm_state import MMState
 
 
-def mm_alloc(m: Machine) -> MM:
+def mm_alloc(m: MMState) -> MM:
     """mm_alloc (with exec_rmap for anonmm)."""
     m.slab.alloc("mm")
     m.mm_serial += 1
@@ -38,7 +42,7 @@ def mm_alloc(m: Machine) -> MM:
     return mm
 
 
-def spawn(m: Machine, name: str) -> Task:
+def spawn(m: MMState, name: str) -> Task:
     """A new process with an empty address space (fork + exec)."""
     mm = mm_alloc(m)
     m.pid_serial += 1
@@ -47,7 +51,7 @@ def spawn(m: Machine, name: str) -> Task:
     return task
 
 
-def dup_mm(m: Machine, parent: Task) -> MM:
+def dup_mm(m: MMState, parent: Task) -> MM:
     """dup_mm: allocate the child's mm, then dup_mmap. Raises NoMem."""
     oldmm = parent.mm
     assert oldmm is not None  # only a live process forks
@@ -67,33 +71,24 @@ def dup_mm(m: Machine, parent: Task) -> MM:
     return mm
 
 
-def dup_mmap(m: Machine, mm: MM, oldmm: MM) -> None:
+def dup_mmap(m: MMState, mm: MM, oldmm: MM) -> None:
     """dup_mmap: copy every VMA and its page table, in address order."""
-    rmap = m.rmap
     for mpnt in list(oldmm.vmas):
         tmp = vm_area_dup(m, mpnt)
         tmp.mm = mm
         tmp.flags &= ~VM_LOCKED
-        tmp.anon_vma = None
-        tmp.lineage = None
-        tmp.forked = False
         try:
-            rmap.vma_fork(tmp, mpnt)
+            anon_vma_fork(m, tmp, mpnt)
         except BaseException:
             tmp.dead = True
             m.slab.free("vma")
             raise
-        if mpnt.lineage is not None:
-            from .mmap import new_lineage
-            tmp.lineage = new_lineage(m)
-            tmp.forked = True
-        import numpy as np
         tmp.pt = np.zeros(mpnt.end - mpnt.start, np.int64)
         mm.link(tmp)
         copy_page_range(m, tmp, mpnt)
 
 
-def fork(m: Machine, parent: Task, child_name: str) -> Task:
+def fork(m: MMState, parent: Task, child_name: str) -> Task:
     """copy_process for a process (not a thread): the child gets its own mm."""
     mm = dup_mm(m, parent)
     m.pid_serial += 1
@@ -102,32 +97,32 @@ def fork(m: Machine, parent: Task, child_name: str) -> Task:
     return child
 
 
-def exit_mmap(m: Machine, mm: MM) -> None:
+def exit_mmap(m: MMState, mm: MM) -> None:
     """exit_mmap: unmap_vmas, then free_pgtables and remove_vma for each VMA."""
     unmap_region(m, mm, list(mm.vmas))
 
 
-def mmput(m: Machine, mm: MM) -> None:
-    """mmput: the last user tears the address space down (seed 004's order:
-    exit_mmap first, then off mmlist, then exit_rmap, then mmdrop)."""
+def mmput(m: MMState, mm: MM) -> None:
+    """mmput: the last user tears the address space down, in the order of
+    Hugh Dickins' mmlist rework (October 2004): exit_mmap first, then off
+    mmlist, then exit_rmap, then mmdrop."""
     mm.mm_users -= 1
     if mm.mm_users:
         return
     exit_mmap(m, mm)
-    if mm.on_mmlist:
-        m.mmlist_del(mm)
+    mmlist_del(m, mm)
     m.rmap.mm_exit(mm)
     mmdrop(m, mm)
 
 
-def mmdrop(m: Machine, mm: MM) -> None:
+def mmdrop(m: MMState, mm: MM) -> None:
     mm.mm_count -= 1
     if mm.mm_count == 0:
         mm.dead = True
         m.slab.free("mm")
 
 
-def do_exit(m: Machine, task: Task) -> None:
+def do_exit(m: MMState, task: Task) -> None:
     """exit_mm: drop the task's mm."""
     mm = task.mm
     task.mm = None
@@ -136,9 +131,17 @@ def do_exit(m: Machine, task: Task) -> None:
         mmput(m, mm)
 
 
+def release_task(m: MMState, task: Task) -> None:
+    """release_task: the dead task leaves the task list; its name stays used
+    (a later op on it gets ESRCH, a new process of that name EEXIST)."""
+    del m.tasks[task.name]
+    m.dead_names.add(task.name)
+
+
 def get_task_mm(task: Task) -> MM | None:
-    """get_task_mm (seed 004): a reference on task's mm, refused for a kernel
-    thread that borrowed the mm with use_mm (PF_BORROWED_MM)."""
+    """get_task_mm as Hugh Dickins' mmlist rework (2004) has it: a reference
+    on task's mm, refused for a kernel thread that borrowed the mm with
+    use_mm (PF_BORROWED_MM)."""
     mm = task.mm
     if mm is None or task.flags & Task.PF_BORROWED_MM:
         return None
@@ -147,13 +150,14 @@ def get_task_mm(task: Task) -> MM | None:
 
 
 def use_mm(task: Task, mm: MM) -> None:
-    """use_mm (AIO kernel thread adopts a user mm, seed 004): no mm_users ref."""
+    """use_mm (an AIO kernel thread adopts a user mm; PF_BORROWED_MM, from the
+    same 2004 rework): no mm_users reference."""
     task.flags |= Task.PF_BORROWED_MM
     mm.mm_count += 1
     task.mm = mm
 
 
-def unuse_mm(m: Machine, task: Task) -> None:
+def unuse_mm(m: MMState, task: Task) -> None:
     mm = task.mm
     task.flags &= ~Task.PF_BORROWED_MM
     task.mm = None

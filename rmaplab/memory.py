@@ -1,21 +1,28 @@
 # SPDX-License-Identifier: GPL-2.0-only
-"""The fault path, zapping and fork's page-table copy (mm/memory.c, 6.18).
+"""The fault path (mm/memory.c, Linux 6.18), over ranges.
 
-handle_mm_fault reads as the kernel's dispatcher: an empty PTE goes to
-do_anonymous_page (the zero page on a read, a new page on a write), a swap
-PTE to do_swap_page, a write to a write-protected PTE to do_wp_page (copy,
-or reuse when the page is exclusive). Every function works on a whole range
-of one VMA at once: the categories of its PTEs are computed as numpy masks
-and each category is handled in one step, so a write of 1,000 pages is a
-handful of array operations, not 1,000 dispatches.
+handle_mm_fault_range walks the range VMA by VMA; handle_pte_fault is the
+dispatcher, as in the kernel: a swap PTE goes to do_swap_page, an empty
+PTE to do_anonymous_page (the zero page on a read, a new page on a write),
+a write to a write-protected PTE to do_wp_page, which reuses the page when
+nothing else holds it (wp_page_reuse) and copies it otherwise
+(wp_page_copy; the zero page is copied as a zeroed page). File-backed
+faults (do_read_fault, do_cow_fault, do_shared_fault) will sit beside
+do_anonymous_page when file mappings come. Every handler works on a
+category of PTEs at once (an index array into one VMA's page table), so a
+write of 1,000 pages is a handful of array operations, not 1,000
+dispatches; swap PTEs, which need I/O and a frame each, go one at a time.
 
-Frames: when a range needs more frames than are free, the prefix that fits
-is done, reclaim runs, and only then the OOM killer (oom.py); the range then
-goes on where it stopped.
+Frames: when a range needs more frames than are free, reclaim runs first
+(vmscan.py), then the OOM killer (oom_kill.py), and then the prefix that
+fits is done; the range goes on where it stopped. The new pages of one
+pass are allocated together in address order, so the LRU and the frame
+numbers come out as page-by-page faults would give them.
 
 Invariants kept: a present anonymous PTE holds a reference on its frame and
 adds one to its mapcount; the zero page is referenced by neither;
-mm.rss counts present anonymous (non-zero) PTEs.
+mm.rss counts present anonymous (non-zero) PTEs. Zapping and fork's copy
+(pgtable.py) sit below this module, because VMA surgery and exit need them.
 """
 
 from __future__ import annotations
@@ -33,71 +40,50 @@ from .mm_types import (
     PTE_SWP_EXCLUSIVE,
     PTE_WRITE,
     PTE_YOUNG,
+    VM_LOCKED,
     VM_READ,
     VM_VOLATILE,
     VM_WRITE,
     VMA,
 )
-from .page_alloc import PG_ANON_EXCLUSIVE, PG_SWAPCACHE
+from .oom_kill import out_of_memory
+from .page_alloc import PG_ANON_EXCLUSIVE, PG_DIRTY, PG_SWAPCACHE
 from .rmap.core import (
+    anon_vma_prepare,
+    page_add_anon_rmap,
     page_add_new_anon_rmap,
-    page_dup_rmap,
     page_move_anon_rmap,
     page_remove_rmap,
-    put_pages,
 )
+from .swap import delete_from_swap_cache, folio_free_swap, lru_add, put_pages
+from .swap_state import swapin_private_copy, swapin_to_cache
+from .vmscan import try_to_free_pages
+from .volatile import volatile_fault
 
 if TYPE_CHECKING:
-    from .machine import Machine
+    from .mm_state import MMState
     from .mm_types import MM
 
 _P, _W, _Y, _D, _S = PTE_PRESENT, PTE_WRITE, PTE_YOUNG, PTE_DIRTY, PTE_SWAP
 FRESH = _P | _W | _Y | _D
-
-
-def anon_vma_prepare(m: Machine, vma: VMA) -> None:
-    """anon_vma_prepare: give vma an anon_vma before its first anonymous page.
-
-    find_mergeable_anon_vma first: an adjacent VMA whose anon_vma came from
-    its own prepare (singular chain), with flags equal but for access bits
-    and a linear pgoff, lends its anon_vma.
-    """
-    if vma.lineage is not None:
-        return
-    share = find_mergeable_anon_vma(vma)
-    m.rmap.vma_prepare(vma, share)
-    if share is not None:
-        vma.lineage = share.lineage
-    else:
-        from .mmap import new_lineage
-        vma.lineage = new_lineage(m)
-    vma.forked = False
-
-
-def find_mergeable_anon_vma(vma: VMA) -> VMA | None:
-    """find_mergeable_anon_vma: the next VMA, then the previous one."""
-    mm = vma.mm
-    prev, nxt = mm.prev_next(vma.start, vma.end)
-    for a, b, old in ((vma, nxt, nxt), (prev, vma, prev)):
-        if old is None or a is None or b is None:
-            continue
-        if (a.end == b.start and not ((a.flags ^ b.flags) & ~(VM_READ | VM_WRITE | 0x4))
-                and b.pgoff == a.pgoff + (b.start - a.start)
-                and old.lineage is not None and not old.forked):
-            return old
-    return None
+_EMPTY = np.zeros(0, np.int64)
 
 
 def access_ok(vma: VMA, write: bool) -> bool:
+    """The inverse of do_user_addr_fault's access_error: vma allows the access."""
     return bool(vma.flags & (VM_WRITE if write else (VM_READ | VM_WRITE)))
 
 
-def handle_mm_fault_range(m: Machine, mm: MM, start: int, end: int, write: bool,
-                          value: int, values: list[int] | None) -> None:
-    """Access [start, end) in address order as a user load or store would.
+def handle_mm_fault_range(m: MMState, mm: MM, start: int, end: int, write: bool,
+                          value: int | None, values: list[int] | None) -> None:
+    """Models mm/memory.c handle_mm_fault() over [start, end) of mm: a user
+    load (write False, into values) or store (of value; None keeps the data,
+    as populate does) of every page, in address order.
 
-    Raises Segv at the first page that is unmapped or not accessible;
-    earlier pages stay done and, for a read, values holds what was read.
+    Each VMA piece goes to handle_pte_fault. Raises Segv at the first page
+    that is unmapped or not accessible; earlier pages stay done and, for a
+    read, values holds what was read. Raises OomKill when the OOM killer
+    picks the faulting task.
     """
     vpn = start
     while vpn < end:
@@ -106,248 +92,271 @@ def handle_mm_fault_range(m: Machine, mm: MM, start: int, end: int, write: bool,
             raise Segv(vpn)
         hi = min(end, vma.end)
         if vma.flags & VM_VOLATILE:
-            # seed 003: the first fault on an empty entry drops VM_VOLATILE
-            # and merges the VMA back; pages before it are accessed as they are
+            # volatile ranges: the first fault on an empty entry drops
+            # VM_VOLATILE and merges the VMA back; pages before it are
+            # accessed as they are
             empty = np.flatnonzero(vma.pt[vpn - vma.start:hi - vma.start] == 0)
             if len(empty):
                 if empty[0]:
                     hi = vpn + int(empty[0])
                 else:
-                    from .volatile import volatile_fault
                     volatile_fault(m, vma)
                     continue
-        if write:
-            write_range(m, vma, vpn, hi, value)
-        else:
-            read_range(m, vma, vpn, hi, values)
+        handle_pte_fault(m, vma, vpn, hi, write, value, values)
         if vma.dead:  # cannot happen: the OOM killer never picks a task mid-range twice
             raise AssertionError("vma freed under a fault")
         vpn = hi
 
 
-def read_range(m: Machine, vma: VMA, lo: int, hi: int, values: list[int] | None) -> None:
-    """Loads: empty PTEs get the zero page (do_anonymous_page), swap PTEs are
-    swapped in (do_swap_page), present ones are read and made young."""
-    i0, i1 = lo - vma.start, hi - vma.start
-    while i0 < i1:
-        seg = vma.pt[i0:i1]
-        swap = np.flatnonzero(seg & _S)
-        stop = i1 if not len(swap) else i0 + int(swap[0])
-        if stop > i0:
-            seg = vma.pt[i0:stop]
-            empty = seg == 0
-            n_empty = int(np.count_nonzero(empty))
-            if n_empty:
-                m.counters["pgfault"] += n_empty
-                seg[empty] = _P | _Y  # the zero page, frame 0
-            seg |= _Y
-            if values is not None:
-                values.extend(m.frames.data[seg >> PTE_SHIFT].tolist())
-            i0 = stop
-        if i0 < i1:
-            from .swap_state import do_swap_page
-            do_swap_page(m, vma, vma.start + i0, write=False)
-            if values is not None:
-                values.append(int(m.frames.data[int(vma.pt[i0]) >> PTE_SHIFT]))
-            vma.pt[i0] |= _Y
-            i0 += 1
-
-
-def write_range(m: Machine, vma: VMA, lo: int, hi: int, value: int | None) -> None:
-    """Stores of value to [lo, hi) of vma (all pages writable by prot);
-    value None is a write fault that keeps the data (populate)."""
+def handle_pte_fault(m: MMState, vma: VMA, lo: int, hi: int, write: bool,
+                     value: int | None, values: list[int] | None) -> None:
+    """Models mm/memory.c handle_pte_fault() over [lo, hi) of vma: the
+    dispatcher. A swap PTE goes to do_swap_page (one page), and the access
+    then goes on from that page as from a present one; the run of PTEs up
+    to the next swap PTE is sorted by kind and each kind handed on at once
+    (_read_faults, _write_faults)."""
     i0, i1 = lo - vma.start, hi - vma.start
     may_reclaim = True
     while i0 < i1:
-        i0, reclaimed = _write_some(m, vma, i0, i1, value, may_reclaim)
-        # after a reclaim that did not free enough, the next pass goes to the OOM killer
-        may_reclaim = not reclaimed
+        seg = vma.pt[i0:i1]
+        swap = np.flatnonzero(seg & _S)
+        if len(swap) and not swap[0]:
+            do_swap_page(m, vma, vma.start + i0, write)
+            may_reclaim = True
+            continue  # mapped now: the access goes on as for a present page
+        stop = i1 if not len(swap) else i0 + int(swap[0])
+        if write:
+            i0, reclaimed = _write_faults(m, vma, i0, stop, value, may_reclaim)
+            # after a reclaim that did not free enough, the next pass goes to the OOM killer
+            may_reclaim = not reclaimed
+        else:
+            _read_faults(m, vma, i0, stop, values)
+            i0 = stop
 
 
-def _write_some(m: Machine, vma: VMA, i0: int, i1: int, value: int | None,
-                may_reclaim: bool) -> tuple[int, bool]:
-    """Handle a prefix of [i0, i1); return where to go on, and whether this
-    pass only reclaimed (the caller then comes back without reclaim)."""
+def _read_faults(m: MMState, vma: VMA, i0: int, i1: int, values: list[int] | None) -> None:
+    """Loads from vma.pt[i0:i1] (no swap PTE in it): empty PTEs go to
+    do_anonymous_page (the zero page); then every page is read and made young."""
+    seg = vma.pt[i0:i1]
+    empty = np.flatnonzero(seg == 0)
+    if len(empty):
+        do_anonymous_page(m, vma, i0, empty, None, None)
+    seg |= _Y
+    if values is not None:
+        values.extend(m.frames.data[seg >> PTE_SHIFT].tolist())
+
+
+def _write_faults(m: MMState, vma: VMA, i0: int, i1: int, value: int | None,
+                  may_reclaim: bool) -> tuple[int, bool]:
+    """Stores to vma.pt[i0:i1] (no swap PTE in it, all writable by prot).
+
+    Sorts the PTEs: empty ones go to do_anonymous_page, write-protected
+    ones (a COW page, or the zero page) to do_wp_page, writable ones need
+    no fault. The new pages all of them need are found first, in address
+    order: if too few frames are free, reclaim runs (and this returns
+    having done nothing: the caller comes back without reclaim), else the
+    OOM killer, else the prefix that fits is done. Returns where to go on,
+    and whether this pass only reclaimed.
+    """
     ft = m.frames
-    pt = vma.pt
-    seg = pt[i0:i1]
-    swap = np.flatnonzero(seg & _S)
-    if len(swap):
-        if swap[0] == 0:
-            from .swap_state import do_swap_page
-            do_swap_page(m, vma, vma.start + i0, write=True)
-            return i0, False  # mapped now: the write goes on as for a present page
-        i1 = i0 + int(swap[0])
-        seg = pt[i0:i1]
+    seg = vma.pt[i0:i1]
     frames = seg >> PTE_SHIFT
     present = (seg & _P) != 0
-    writable = (seg & _W) != 0
     zero = present & (frames == 0)
-    ro = present & ~writable & ~zero
+    wp = (present & ((seg & _W) == 0)) | zero  # write-protected: do_wp_page, the zero page too
     empty = seg == 0
-    # do_wp_page: reuse a page nobody else holds (wp_can_reuse_anon_folio)
     reuse = np.zeros(len(seg), bool)
-    if ro.any():
-        rof = frames[ro]
-        ok = (ft.refcount[rof] == 1) | ((ft.flags[rof] & PG_ANON_EXCLUSIVE) != 0)
-        if not ok.all():
-            ok |= _try_free_swap(m, rof, ok)
-        reuse[ro] = ok
-    new = empty | zero | (ro & ~reuse)
+    cow = wp & ~zero
+    if cow.any():
+        reuse[cow] = wp_can_reuse_anon_folio(m, frames[cow])
+    new = empty | (wp & ~reuse)  # a new page each: do_anonymous_page, wp_page_copy
     need = np.cumsum(new)
     total = int(need[-1]) if len(need) else 0
+    end = i1
     if total > ft.nr_free:
         if may_reclaim:
             # the pages of this range are held (locked, in the kernel) while
             # reclaim runs, so it cannot take back what the fault works on
-            held = frames[present & ~zero]
-            m.pinned = held
+            m.pinned = frames[present & ~zero]
             try:
-                m.reclaim_for(total - ft.nr_free)
+                try_to_free_pages(m, total - ft.nr_free)
             finally:
                 m.pinned = None
             return i0, True
         k = int(np.searchsorted(need, ft.nr_free, side="right"))
         if k == 0:
-            m.out_of_memory(vma.mm)
+            out_of_memory(m, vma.mm)
             return i0, False  # the victim's frames are free now; go again
-        return _write_prefix(m, vma, i0, i0 + k, value, new[:k], reuse[:k], ro[:k],
-                             empty[:k] | zero[:k]), False
-    return _write_prefix(m, vma, i0, i1, value, new, reuse, ro, empty | zero), False
+        end = i0 + k
+    n = end - i0
+    _handle_writes(m, vma, i0, end, value, new[:n], empty[:n], wp[:n], reuse[:n])
+    return end, False
 
 
-def _try_free_swap(m: Machine, frames: np.ndarray, ok: np.ndarray) -> np.ndarray:
-    """folio_free_swap in wp_can_reuse_anon_folio: a swap-cache page whose
-    only other reference is the cache may drop it and be reused."""
+def _handle_writes(m: MMState, vma: VMA, i0: int, i1: int, value: int | None,
+                   new_mask: np.ndarray, empty: np.ndarray, wp: np.ndarray,
+                   reuse: np.ndarray) -> None:
+    """The write faults of [i0, i1), frames for them being free: one
+    allocation for the new pages (new_mask), in address order, then each
+    kind to its handler, then the stores themselves (young, dirty, data)."""
+    seg = vma.pt[i0:i1]
+    new = np.flatnonzero(new_mask)
+    frames = _EMPTY
+    if len(new):
+        anon_vma_prepare(m, vma)
+        frames = m.frames.alloc(len(new))  # before any old page is put: none is reused
+    e_idx = np.flatnonzero(empty)
+    if len(e_idx) < len(seg) and wp.any():
+        w_idx = np.flatnonzero(wp)
+        # the new pages that are not for empty PTEs are wp_page_copy's
+        w_frames = frames if not len(e_idx) else frames[~empty[new]]
+        do_wp_page(m, vma, i0, w_idx, reuse[w_idx], w_frames, value)
+    if len(e_idx):
+        e_frames = frames if len(e_idx) == len(new) else frames[empty[new]]
+        do_anonymous_page(m, vma, i0, e_idx, e_frames, value)
+    if len(new):
+        # folio_add_new_anon_rmap and folio_add_lru_vma of both handlers, for
+        # every new page at once and in address order, as page by page
+        page_add_new_anon_rmap(m, frames, vma, vma.start + i0 + new)
+        lru_add(m, frames)
+    seg |= _W | _Y | _D
+    if value is not None:
+        m.frames.data[seg >> PTE_SHIFT] = value
+
+
+def do_anonymous_page(m: MMState, vma: VMA, i0: int, idx: np.ndarray,
+                      frames: np.ndarray | None, value: int | None) -> None:
+    """Models mm/memory.c do_anonymous_page(): empty PTEs vma.pt[i0 + idx] get
+    the shared zero page on a read (frames None), or on a write the new
+    pages frames (zeroed; rmap and LRU are the caller's, for all new pages
+    at once)."""
+    seg = vma.pt[i0:]
+    m.counters["pgfault"] += len(idx)
+    if frames is None:
+        seg[idx] = _P | _Y  # the zero page, frame 0
+        return
+    if value is None:  # populate: a fresh page is zeroed
+        m.frames.data[frames] = 0
+    seg[idx] = (frames << PTE_SHIFT) | FRESH
+    vma.mm.rss += len(idx)
+
+
+def do_wp_page(m: MMState, vma: VMA, i0: int, idx: np.ndarray, reuse: np.ndarray,
+               frames: np.ndarray, value: int | None) -> None:
+    """Models mm/memory.c do_wp_page(): write faults on the write-protected
+    PTEs vma.pt[i0 + idx]; those reuse marks (wp_can_reuse_anon_folio said
+    yes) go to wp_page_reuse, the others, and the zero page, to wp_page_copy
+    with the new pages frames."""
+    if not reuse.any():
+        wp_page_copy(m, vma, i0, idx, frames, value)
+        return
+    if not reuse.all():
+        wp_page_copy(m, vma, i0, idx[~reuse], frames, value)
+    wp_page_reuse(m, vma, i0, idx[reuse])
+
+
+def wp_can_reuse_anon_folio(m: MMState, frames: np.ndarray) -> np.ndarray:
+    """Models mm/memory.c wp_can_reuse_anon_folio(): which of the COW pages
+    frames may be written in place, nobody else holding them (refcount 1,
+    or PG_anon_exclusive). A swap-cache page whose only other reference is
+    the cache drops it (folio_free_swap) and is reused."""
     ft = m.frames
-    out = np.zeros(len(frames), bool)
-    if m.swap is None:
-        return out
+    ok = (ft.refcount[frames] == 1) | ((ft.flags[frames] & PG_ANON_EXCLUSIVE) != 0)
+    if ok.all() or m.swap is None:
+        return ok
     cand = np.flatnonzero(~ok & ((ft.flags[frames] & PG_SWAPCACHE) != 0)
                           & (ft.refcount[frames] == 2))
     for j in cand.tolist():
         f = int(frames[j])
-        if m.swap.try_free_swap(m, f):
-            out[j] = ft.refcount[f] == 1
-    return out
+        if folio_free_swap(m, f):
+            ok[j] = ft.refcount[f] == 1
+    return ok
 
 
-def _write_prefix(m: Machine, vma: VMA, i0: int, i1: int, value: int | None, new: np.ndarray,
-                  reuse: np.ndarray, ro: np.ndarray, fresh: np.ndarray) -> int:
+def wp_page_copy(m: MMState, vma: VMA, i0: int, idx: np.ndarray, frames: np.ndarray,
+                 value: int | None) -> None:
+    """Models mm/memory.c wp_page_copy(): the write-protected PTEs
+    vma.pt[i0 + idx] get the new pages frames, copies of what they mapped
+    (zeroed for the zero page); each old page loses this mapping."""
+    seg = vma.pt[i0:]
+    old = seg[idx] >> PTE_SHIFT
+    cow = old != 0
+    ncow = int(np.count_nonzero(cow))
+    if value is None:  # populate: a copy keeps the data
+        m.frames.data[frames] = np.where(cow, m.frames.data[old], 0)
+    if ncow:
+        every = ncow == len(idx)
+        cf = old if every else old[cow]
+        page_remove_rmap(m, cf, vma, vma.start + i0 + (idx if every else idx[cow]))
+        put_pages(m, cf)
+        m.counters["cow"] += ncow
+    seg[idx] = (frames << PTE_SHIFT) | FRESH
+    vma.mm.rss += len(idx) - ncow  # the zero page was not counted
+    m.counters["pgfault"] += len(idx)
+
+
+def wp_page_reuse(m: MMState, vma: VMA, i0: int, idx: np.ndarray) -> None:
+    """Models mm/memory.c wp_page_reuse(): the pages at vma.pt[i0 + idx] are
+    written in place, made vma's own (folio_move_anon_rmap) if they were not
+    exclusive yet."""
+    seg = vma.pt[i0:]
+    rf = seg[idx] >> PTE_SHIFT
+    moving = (m.frames.flags[rf] & PG_ANON_EXCLUSIVE) == 0
+    if moving.any():
+        page_move_anon_rmap(m, rf[moving], vma, vma.start + i0 + idx[moving])
+    seg[idx] |= _W | _Y | _D
+    m.counters["cow_reuse"] += len(idx)
+    m.counters["pgfault"] += len(idx)
+
+
+def do_swap_page(m: MMState, vma: VMA, vpn: int, write: bool) -> None:
+    """Models mm/memory.c do_swap_page(): map the page of the swap PTE at vpn,
+    read into the swap cache if it is not there (swapin_to_cache), exclusive
+    and writable at once for a write if the swap PTE said exclusive; a write
+    to a page that is not exclusive then goes through do_wp_page."""
+    i = vpn - vma.start
+    pte = int(vma.pt[i])
+    slot = pte >> PTE_SHIFT
+    exclusive = bool(pte & PTE_SWP_EXCLUSIVE)
+    frame = swapin_to_cache(m, slot, vma.mm)
+    if frame < 0 or int(vma.pt[i]) != pte:  # our PTE holds the slot: cannot happen
+        raise AssertionError("swap PTE changed under do_swap_page")
     ft = m.frames
-    seg = vma.pt[i0:i1]
-    nnew = int(np.count_nonzero(new))
-    counters = m.counters
-    if nnew:
-        anon_vma_prepare(m, vma)
-        idx = np.flatnonzero(new)
-        old = seg[idx] >> PTE_SHIFT
-        cow = ro[idx]
-        vpns = vma.start + i0 + idx
-        frames = ft.alloc(nnew)
-        if value is None:  # populate: a copy keeps the data, a fresh page is zeroed
-            ft.data[frames] = np.where(cow, ft.data[old], 0)
-        if cow.any():
-            # wp_page_copy: the old page loses this mapping
-            cf = old[cow]
-            page_remove_rmap(m, cf, vma, vpns[cow])
-            put_pages(m, cf)
-            counters["cow"] += int(np.count_nonzero(cow))
-        seg[idx] = (frames << PTE_SHIFT) | FRESH
-        page_add_new_anon_rmap(m, frames, vma, vpns)
-        m.lru_add(frames)
-        vma.mm.rss += int(np.count_nonzero(fresh))
-        counters["pgfault"] += nnew
-    if reuse.any():
-        idx = np.flatnonzero(reuse)
-        rf = seg[idx] >> PTE_SHIFT
-        moving = (ft.flags[rf] & PG_ANON_EXCLUSIVE) == 0
-        if moving.any():
-            page_move_anon_rmap(m, rf[moving], vma, vma.start + i0 + idx[moving])
-        counters["cow_reuse"] += len(idx)
-        counters["pgfault"] += len(idx)
-    seg |= _W | _Y | _D
-    if value is not None:
-        ft.data[seg >> PTE_SHIFT] = value
-    return i1
-
-
-def zap_vma_range(m: Machine, vma: VMA, lo: int, hi: int) -> None:
-    """zap_pte_range over [lo, hi) of vma: drop every PTE, present or swap."""
-    i0, i1 = lo - vma.start, hi - vma.start
-    seg = vma.pt[i0:i1]
-    nz = np.flatnonzero(seg)
-    if not len(nz):
+    sw = m.swap
+    assert sw is not None  # a swap PTE exists only while swap is on
+    bits = PTE_PRESENT | PTE_YOUNG | (PTE_WRITE | PTE_DIRTY if write else 0)
+    copied = swapin_private_copy(m, vma, i, frame, pte, bits, vma.mm)
+    if copied < 0:
+        raise AssertionError("swap PTE changed under do_swap_page")
+    m.counters["pgfault"] += 1
+    if copied:
+        if sw.swap_map[slot] == 0 and (sw.full() or vma.flags & VM_LOCKED):
+            delete_from_swap_cache(m, frame)
         return
-    ptes = seg[nz]
-    anon = ((ptes & _P) != 0) & ((ptes >> PTE_SHIFT) != 0)
-    if anon.any():
-        frames = ptes[anon] >> PTE_SHIFT
-        page_remove_rmap(m, frames, vma, vma.start + i0 + nz[anon])
-        vma.mm.rss -= len(frames)
-        free_swap_cache(m, frames)
-        put_pages(m, frames)
-    swp = (ptes & _S) != 0
-    if swp.any():
-        vma.mm.swapents -= int(np.count_nonzero(swp))
-        seg[nz] = 0  # the PTEs go first: freeing the cache may look for mappings
-        assert m.swap is not None  # swap PTEs exist only while swap is on
-        m.swap.free_entries(m, ptes[swp] >> PTE_SHIFT)
-    seg[nz] = 0
+    one = np.array([frame], np.int64)
+    vpns = np.array([vpn], np.int64)
+    ft.refcount[frame] += 1
+    page_add_anon_rmap(m, one, vma, vpns, exclusive)
+    new = (frame << PTE_SHIFT) | PTE_PRESENT | PTE_YOUNG
+    if write and exclusive:
+        new |= PTE_WRITE | PTE_DIRTY
+    vma.pt[i] = new
+    vma.mm.rss += 1
+    vma.mm.swapents -= 1
+    sw.swap_map[slot] -= 1
+    if sw.swap_map[slot] == 0 and (sw.full() or vma.flags & VM_LOCKED
+                                   or (write and ft.refcount[frame] == 2)):
+        # folio_free_swap: with its swap copy gone the page is dirty, read
+        # fault or not (MADV_FREE then treats it as dirty)
+        ft.flags[frame] |= PG_DIRTY
+        delete_from_swap_cache(m, frame)
 
 
-def free_swap_cache(m: Machine, frames: np.ndarray) -> None:
-    """free_swap_cache, as free_pages_and_swap_cache calls it on zapped pages:
-    a swap-cache page that nothing maps any more, and that no swap PTE
-    names, gives its slot back (so a page read back from swap and then
-    unmapped does not keep swap space)."""
-    ft = m.frames
-    cached = frames[(ft.flags[frames] & PG_SWAPCACHE) != 0]
-    if not len(cached) or m.swap is None:
-        return
-    for f in np.unique(cached[ft.mapcount[cached] == 0]).tolist():
-        m.swap.try_free_swap(m, f)
-
-
-def copy_page_range(m: Machine, dst: VMA, src: VMA) -> None:
-    """copy_page_range at fork: share every PTE of src with dst, COW.
-
-    vma_needs_copy: a VMA without an anon_vma copies nothing (its zero-page
-    entries are faulted again later). Present anonymous pages are
-    write-protected in both, lose PG_anon_exclusive and gain a mapping; the
-    child's copies start old (pte_mkold). Swap entries are duplicated.
-    """
-    if src.lineage is None:
-        return
-    pt = src.pt
-    nz = np.flatnonzero(pt)
-    if not len(nz):
-        return
-    ptes = pt[nz]
-    present = (ptes & _P) != 0
-    # COW: write-protect present PTEs; a swap PTE loses its exclusive bit
-    ptes = np.where(present, ptes & ~_W, ptes & ~PTE_SWP_EXCLUSIVE)
-    pt[nz] = ptes
-    dst.pt[nz] = np.where(present, ptes & ~_Y, ptes)
-    frames = ptes >> PTE_SHIFT
-    anon = present & (frames != 0)
-    if anon.any():
-        af = frames[anon]
-        page_dup_rmap(m, af, dst, dst.start + nz[anon])
-        dst.mm.rss += len(af)
-    swp = ~present
-    if swp.any():
-        from .swapfile import mmlist_add_after
-        assert m.swap is not None  # swap PTEs exist only while swap is on
-        m.swap.duplicate(frames[swp], dst.mm, src.mm)
-        dst.mm.swapents += int(np.count_nonzero(swp))
-        mmlist_add_after(m, dst.mm, src.mm)
-
-
-def early_cow(m: Machine, vma: VMA, idx: np.ndarray) -> None:
+def early_cow(m: MMState, vma: VMA, idx: np.ndarray) -> None:
     """Private copies for the present pages at vma.pt[idx], taken now rather
-    than at the next write: Hugh Dickins' mremap fix for anonmm (REFERENCES.md
-    row 8), which cannot find a page shared with another mm at two addresses.
+    than at the next write: Hugh Dickins' mremap patch after anonmm (2004;
+    docs/references.md), as anonmm cannot find a page shared with another mm
+    at two addresses.
     The caller made sure enough frames are free. The PTEs keep their bits."""
     ft = m.frames
     seg = vma.pt[idx]
@@ -359,19 +368,14 @@ def early_cow(m: Machine, vma: VMA, idx: np.ndarray) -> None:
     put_pages(m, old)
     vma.pt[idx] = (new << PTE_SHIFT) | (seg & ((1 << PTE_SHIFT) - 1))
     page_add_new_anon_rmap(m, new, vma, vpns)
-    m.lru_add(new)
+    lru_add(m, new)
     m.counters["early_cow"] += len(idx)
 
 
-def populate_range(m: Machine, vma: VMA, lo: int, hi: int) -> None:
+def populate_range(m: MMState, vma: VMA, lo: int, hi: int) -> None:
     """populate_vma_page_range (mlock, mremap of a locked VMA): fault in every
     page, writing where the VMA is writable (breaking COW), reading otherwise."""
     if vma.flags & VM_WRITE:
-        _populate_write(m, vma, lo, hi)
+        handle_pte_fault(m, vma, lo, hi, True, None, None)  # FOLL_WRITE: data kept
     else:
-        read_range(m, vma, lo, hi, None)
-
-
-def _populate_write(m: Machine, vma: VMA, lo: int, hi: int) -> None:
-    """A write fault (FOLL_WRITE) on every page: data kept, COW broken."""
-    write_range(m, vma, lo, hi, None)
+        handle_pte_fault(m, vma, lo, hi, False, None, None)

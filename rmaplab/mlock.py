@@ -20,10 +20,10 @@ from .mmap import vma_modify_flags
 from .mprotect import apply_range
 
 if TYPE_CHECKING:
-    from .machine import Machine
+    from .mm_state import MMState
 
 
-def mlock_fixup(m: Machine, prev: VMA | None, vma: VMA, start: int, end: int,
+def mlock_fixup(m: MMState, prev: VMA | None, vma: VMA, start: int, end: int,
                 newflags: int) -> VMA:
     if newflags == vma.flags:
         return vma
@@ -32,7 +32,7 @@ def mlock_fixup(m: Machine, prev: VMA | None, vma: VMA, start: int, end: int,
     return vma
 
 
-def do_mlock(m: Machine, mm: MM, start: int, end: int, lock: bool) -> None:
+def do_mlock(m: MMState, mm: MM, start: int, end: int, lock: bool) -> None:
     """do_mlock / sys_munlock."""
 
     def fixup(prev: VMA | None, vma: VMA, lo: int, hi: int) -> VMA:
@@ -44,7 +44,7 @@ def do_mlock(m: Machine, mm: MM, start: int, end: int, lock: bool) -> None:
         mm_populate(m, mm, start, end)
 
 
-def mm_populate(m: Machine, mm: MM, start: int, end: int, ignore_errors: bool = False) -> None:
+def mm_populate(m: MMState, mm: MM, start: int, end: int, ignore_errors: bool = False) -> None:
     """__mm_populate: fault in every page of the locked VMAs in the range.
     mlock reports a VMA that cannot be populated (PROT_NONE) as ENOMEM;
     mm_populate (mremap's grow of a locked VMA) ignores it."""

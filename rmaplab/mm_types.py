@@ -26,6 +26,8 @@ from __future__ import annotations
 import numpy as np
 from sortedcontainers import SortedKeyList
 
+from .uapi import Prot
+
 # vm_flags bits the model uses (values are the kernel's where it has them).
 VM_READ = 0x1
 VM_WRITE = 0x2
@@ -33,8 +35,8 @@ VM_MAYREAD = 0x10
 VM_MAYWRITE = 0x20
 VM_LOCKED = 0x2000
 VM_ACCOUNT = 0x100000
-VM_VOLATILE = 0x1_0000_0000  # seed 003; counts as VM_SPECIAL there
-VM_LOCK_RMAP = 0x1000000  # seed 002's flag, kept as an option
+VM_VOLATILE = 0x1_0000_0000  # volatile ranges RFC v3 (2012); counts as VM_SPECIAL there
+VM_LOCK_RMAP = 0x1000000  # the anon_vma_chain patch's flag (2010), kept as an option
 
 VM_ACCESS_FLAGS = VM_READ | VM_WRITE
 
@@ -49,11 +51,13 @@ PTE_SHIFT = 8
 ZERO_PFN = 0
 
 
-def prot_to_flags(prot: str) -> int:
+def prot_to_flags(prot: Prot) -> int:
+    """vm_flags for a trace's prot (calc_vm_prot_bits)."""
     return {"rw": VM_READ | VM_WRITE, "r": VM_READ, "none": 0}[prot]
 
 
-def flags_to_prot(flags: int) -> str:
+def flags_to_prot(flags: int) -> Prot:
+    """The trace's prot for vm_flags (what a snapshot reports)."""
     if flags & VM_WRITE:
         return "rw"
     return "r" if flags & VM_READ else "none"
@@ -173,7 +177,7 @@ class Task:
     __slots__ = ("name", "mm", "pid", "alive", "killed", "flags", "parent")
 
     PF_KTHREAD = 0x00200000
-    PF_BORROWED_MM = 0x02000000  # seed 004: a kthread doing use_mm
+    PF_BORROWED_MM = 0x02000000  # a kthread doing use_mm (Hugh Dickins, 2004)
 
     def __init__(self, name: str, mm: MM | None, pid: int, parent: Task | None = None) -> None:
         self.name = name

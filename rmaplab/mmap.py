@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .errors import SysError
 from .mm_types import (
     MM,
     VM_ACCOUNT,
@@ -37,28 +38,17 @@ from .mm_types import (
     VM_WRITE,
     VMA,
 )
+from .pgtable import zap_vma_range
 
 if TYPE_CHECKING:
-    from .machine import Machine
+    from .mm_state import MMState
 
 VM_SPECIAL = VM_VOLATILE  # the only special flag private anonymous VMAs get here
 
 
-class Lineage:
-    """Identity of an anon_vma as a 6.18 kernel would assign it (merge token)."""
-
-    __slots__ = ("serial",)
-
-    def __init__(self, serial: int) -> None:
-        self.serial = serial
-
-    def __repr__(self) -> str:
-        return f"L{self.serial}"
-
-
 # -- allocation and linking ----------------------------------------------------
 
-def vm_area_alloc(m: Machine, mm: MM, start: int, end: int, pgoff: int, flags: int) -> VMA:
+def vm_area_alloc(m: MMState, mm: MM, start: int, end: int, pgoff: int, flags: int) -> VMA:
     """vm_area_alloc. Cost: O(pages) for the zeroed page-table array."""
     m.slab.alloc("vma")
     vma = VMA(mm, start, end, pgoff, flags)
@@ -67,7 +57,7 @@ def vm_area_alloc(m: Machine, mm: MM, start: int, end: int, pgoff: int, flags: i
     return vma
 
 
-def vm_area_dup(m: Machine, vma: VMA) -> VMA:
+def vm_area_dup(m: MMState, vma: VMA) -> VMA:
     """vm_area_dup: a copy of vma's fields, no page tables, same anon_vma pointer."""
     m.slab.alloc("vma")
     new = VMA.__new__(VMA)
@@ -85,17 +75,12 @@ def vm_area_dup(m: Machine, vma: VMA) -> VMA:
     return new
 
 
-def vm_area_free(m: Machine, vma: VMA) -> None:
+def vm_area_free(m: MMState, vma: VMA) -> None:
     vma.dead = True
     m.slab.free("vma")
 
 
-def new_lineage(m: Machine) -> Lineage:
-    m.vma_serial += 1
-    return Lineage(m.vma_serial)
-
-
-def set_range(m: Machine, vma: VMA, start: int, end: int, pgoff: int) -> None:
+def set_range(m: MMState, vma: VMA, start: int, end: int, pgoff: int) -> None:
     """Change a linked VMA's bounds (vma_set_range), keeping the tree sorted.
 
     The caller has already reshaped vma.pt to end - start entries.
@@ -113,7 +98,7 @@ def set_range(m: Machine, vma: VMA, start: int, end: int, pgoff: int) -> None:
     rmap.vma_adjust_end(vma)
 
 
-def dup_anon_vma(m: Machine, dst: VMA, src: VMA) -> bool:
+def dup_anon_vma(m: MMState, dst: VMA, src: VMA) -> bool:
     """dup_anon_vma: dst, about to take pages of src, gets src's anon_vmas.
 
     Returns True when it linked something (for the caller's unwinding).
@@ -121,7 +106,8 @@ def dup_anon_vma(m: Machine, dst: VMA, src: VMA) -> bool:
     if src.lineage is None or dst.lineage is not None:
         return False
     if m.config.vm_lock_rmap:
-        # seed 002: hide the importer from walks until vma_adjust is done
+        # VM_LOCK_RMAP of Rik van Riel's anon_vma_chain patch (January 2010):
+        # hide the importer from walks until vma_adjust is done
         dst.flags |= VM_LOCK_RMAP
     dst.anon_vma = src.anon_vma
     try:
@@ -136,12 +122,13 @@ def dup_anon_vma(m: Machine, dst: VMA, src: VMA) -> bool:
 
 
 def importer_ready(vma: VMA) -> None:
-    """Seed 002: walks may follow the importer again, vma_adjust having set
-    every bound or the import failed (a no-op unless dup_anon_vma flagged it)."""
+    """VM_LOCK_RMAP (the anon_vma_chain patch, 2010): walks may follow the
+    importer again, vma_adjust having set every bound or the import failed
+    (a no-op unless dup_anon_vma flagged it)."""
     vma.flags &= ~VM_LOCK_RMAP
 
 
-def undo_dup_anon_vma(m: Machine, dst: VMA) -> None:
+def undo_dup_anon_vma(m: MMState, dst: VMA) -> None:
     m.rmap.vma_unlink(dst)
     importer_ready(dst)
     dst.lineage = None
@@ -189,7 +176,7 @@ def prev_next_compatible(prev: VMA, nxt: VMA) -> bool:
 
 # -- split --------------------------------------------------------------------------
 
-def split_vma(m: Machine, vma: VMA, at: int, new_below: bool) -> VMA:
+def split_vma(m: MMState, vma: VMA, at: int, new_below: bool) -> VMA:
     """__split_vma: cut vma at vpn at; the new VMA is the lower part if new_below.
 
     Allocation order as in the kernel: the VMA, then anon_vma_clone. On
@@ -223,14 +210,15 @@ def split_vma(m: Machine, vma: VMA, at: int, new_below: bool) -> VMA:
 
 # -- removal of a VMA absorbed by a merge ----------------------------------------------
 
-def unlink_merged(m: Machine, gone: VMA) -> None:
-    """__vma_unlink of a VMA a merge removes; seed 002 also hid it from walks."""
+def unlink_merged(m: MMState, gone: VMA) -> None:
+    """__vma_unlink of a VMA a merge removes; the anon_vma_chain patch (2010)
+    also hid it from walks."""
     gone.mm.unlink(gone)
     if m.config.vm_lock_rmap:
         gone.flags |= VM_LOCK_RMAP  # never cleared: the VMA is freed after anon_vma_merge
 
 
-def remove_merged(m: Machine, target: VMA, gone: VMA) -> None:
+def remove_merged(m: MMState, target: VMA, gone: VMA) -> None:
     """vma_complete's removal: gone's pages now belong to target."""
     unlink_merged(m, gone)
     importer_ready(target)
@@ -242,7 +230,7 @@ def remove_merged(m: Machine, target: VMA, gone: VMA) -> None:
 
 # -- vma_merge_existing_range / vma_modify ------------------------------------------
 
-def vma_modify_flags(m: Machine, prev: VMA | None, vma: VMA, start: int, end: int,
+def vma_modify_flags(m: MMState, prev: VMA | None, vma: VMA, start: int, end: int,
                      newflags: int) -> VMA:
     """vma_modify_flags: give [start, end) of vma newflags, merging or splitting.
 
@@ -259,7 +247,7 @@ def vma_modify_flags(m: Machine, prev: VMA | None, vma: VMA, start: int, end: in
     return vma
 
 
-def vma_merge_existing_range(m: Machine, prev: VMA | None, mid: VMA, start: int, end: int,
+def vma_merge_existing_range(m: MMState, prev: VMA | None, mid: VMA, start: int, end: int,
                              flags: int) -> VMA | None:
     """vma_merge_existing_range (mm/vma.c): merge [start, end) of mid with
     prev and/or next, given its new flags. None when no merge happens.
@@ -334,7 +322,8 @@ def vma_merge_existing_range(m: Machine, prev: VMA | None, mid: VMA, start: int,
         remove_merged(m, nxt, mid)
     else:
         # vma_adjust's order: mid shrinks, then next grows down; a walk
-        # between the two misses [start, end): seed 002's open window
+        # between the two misses [start, end): the window the anon_vma_chain
+        # patch (2010) closed with VM_LOCK_RMAP
         mid.pt = mid.pt[:k].copy()
         set_range(m, mid, mid.start, start, mid.pgoff)
         m.surgery_point("merge_right:mid_shrunk", nxt, mid)
@@ -345,7 +334,7 @@ def vma_merge_existing_range(m: Machine, prev: VMA | None, mid: VMA, start: int,
 
 # -- new ranges: mmap and copy_vma -------------------------------------------------------
 
-def vma_merge_new_range(m: Machine, mm: MM, start: int, end: int, flags: int, pgoff: int,
+def vma_merge_new_range(m: MMState, mm: MM, start: int, end: int, flags: int, pgoff: int,
                         copied_from: VMA | None = None, src_lineage=None) -> VMA | None:
     """vma_merge_new_range: place [start, end) into a neighbour if compatible.
 
@@ -414,14 +403,12 @@ def anon_flags(prot_flags: int) -> int:
     return flags
 
 
-def do_mmap(m: Machine, mm: MM, start: int, npages: int, prot_flags: int) -> VMA:
+def do_mmap(m: MMState, mm: MM, start: int, npages: int, prot_flags: int) -> VMA:
     """do_mmap with MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED_NOREPLACE.
 
     EEXIST when the range overlaps a VMA; ENOMEM when the VMA cannot be
     allocated. The new range merges into a neighbour when it can.
     """
-    from .errors import SysError
-
     end = start + npages
     if mm.vmas_in(start, end):
         raise SysError("EEXIST")
@@ -436,7 +423,7 @@ def do_mmap(m: Machine, mm: MM, start: int, npages: int, prot_flags: int) -> VMA
 
 # -- munmap ----------------------------------------------------------------------------------
 
-def do_vmi_munmap(m: Machine, mm: MM, start: int, end: int) -> None:
+def do_vmi_munmap(m: MMState, mm: MM, start: int, end: int) -> None:
     """do_vmi_munmap: remove [start, end), splitting the VMAs at its edges.
 
     The start split, then the end split (each may raise NoMem; a done split
@@ -454,10 +441,8 @@ def do_vmi_munmap(m: Machine, mm: MM, start: int, end: int) -> None:
     unmap_region(m, mm, vmas)
 
 
-def unmap_region(m: Machine, mm: MM, vmas: list[VMA]) -> None:
+def unmap_region(m: MMState, mm: MM, vmas: list[VMA]) -> None:
     """unmap_region / exit_mmap: zap the VMAs' pages, then unlink and free them."""
-    from .memory import zap_vma_range
-
     for vma in vmas:
         zap_vma_range(m, vma, vma.start, vma.end)
     for vma in vmas:
@@ -465,7 +450,7 @@ def unmap_region(m: Machine, mm: MM, vmas: list[VMA]) -> None:
         remove_vma(m, vma)
 
 
-def remove_vma(m: Machine, vma: VMA) -> None:
+def remove_vma(m: MMState, vma: VMA) -> None:
     """free_pgtables' unlink_anon_vmas, then remove_vma (the VMA is unlinked)."""
     m.rmap.vma_unlink(vma)
     vma.lineage = None

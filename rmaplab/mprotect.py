@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .errors import SysError
+from .memory import populate_range
 from .mm_types import (
     MM,
     PTE_PRESENT,
@@ -30,10 +31,10 @@ from .mm_types import (
 from .mmap import vma_modify_flags
 
 if TYPE_CHECKING:
-    from .machine import Machine
+    from .mm_state import MMState
 
 
-def apply_range(m: Machine, mm: MM, start: int, end: int, fixup) -> None:
+def apply_range(m: MMState, mm: MM, start: int, end: int, fixup) -> None:
     """The VMA walk shared by mprotect and mlock: fixup(prev, vma, lo, hi)
     for each VMA piece of [start, end); ENOMEM at the first hole."""
     vma = mm.vma_lookup(start)
@@ -52,7 +53,7 @@ def apply_range(m: Machine, mm: MM, start: int, end: int, fixup) -> None:
         tmp = hi
 
 
-def do_mprotect(m: Machine, mm: MM, start: int, end: int, prot_flags: int) -> None:
+def do_mprotect(m: MMState, mm: MM, start: int, end: int, prot_flags: int) -> None:
     """do_mprotect_pkey for private anonymous memory."""
 
     def fixup(prev: VMA | None, vma: VMA, lo: int, hi: int) -> VMA:
@@ -62,7 +63,7 @@ def do_mprotect(m: Machine, mm: MM, start: int, end: int, prot_flags: int) -> No
     apply_range(m, mm, start, end, fixup)
 
 
-def mprotect_fixup(m: Machine, prev: VMA | None, vma: VMA, start: int, end: int,
+def mprotect_fixup(m: MMState, prev: VMA | None, vma: VMA, start: int, end: int,
                    newflags: int) -> VMA:
     """mprotect_fixup: returns the VMA now covering [start, end) (the new prev)."""
     oldflags = vma.flags
@@ -82,7 +83,6 @@ def mprotect_fixup(m: Machine, prev: VMA | None, vma: VMA, start: int, end: int,
     elif oldflags & (VM_WRITE | VM_LOCKED) == VM_LOCKED:
         # a locked private VMA turning writable breaks COW now, so that later
         # writes do not fault (populate_vma_page_range in mprotect_fixup)
-        from .memory import populate_range
         populate_range(m, vma, start, end)
     return vma
 

@@ -14,9 +14,10 @@ its pgoff reset so it can merge), move_page_tables, and the old range is
 unmapped. Pages keep their page->index, so every scheme still finds them
 (the rmap hook ptes_moved lets pte_chain and anonmm fix up theirs), except
 that anonmm cannot find a page shared with another mm at a new address:
-such pages get private copies at move time (early COW, REFERENCES.md row
-8), whose frames are found before anything moves. A locked VMA populates
-the part a grow added.
+such pages get private copies at move time (early COW, as Hugh Dickins'
+mremap patch after anonmm did in 2004; docs/references.md), whose frames
+are found before anything moves. A locked VMA populates the part a grow
+added.
 """
 
 from __future__ import annotations
@@ -27,15 +28,17 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .errors import NoMem, SysError
+from .memory import early_cow
 from .mlock import mm_populate
 from .mm_types import MM, PTE_PRESENT, PTE_SHIFT, VM_LOCKED, VMA
 from .mmap import do_vmi_munmap, vm_area_dup, vm_area_free, vma_merge_new_range
+from .vmscan import try_to_free_pages
 
 if TYPE_CHECKING:
-    from .machine import Machine
+    from .mm_state import MMState
 
 
-def do_mremap(m: Machine, mm: MM, addr: int, old: int, new: int, new_addr: int | None) -> None:
+def do_mremap(m: MMState, mm: MM, addr: int, old: int, new: int, new_addr: int | None) -> None:
     """sys_mremap; all values in pages."""
     if new_addr is not None:
         if new_addr < addr + old and addr < new_addr + new:
@@ -70,7 +73,7 @@ def do_mremap(m: Machine, mm: MM, addr: int, old: int, new: int, new_addr: int |
     grow_in_place(m, vma, addr + new)
 
 
-def grow_in_place(m: Machine, vma: VMA, new_end: int) -> None:
+def grow_in_place(m: MMState, vma: VMA, new_end: int) -> None:
     """vma_merge_extend: vma (and maybe its next neighbour) take [end, new_end)."""
     old_end = vma.end
     target = vma_merge_new_range(m, vma.mm, old_end, new_end, vma.flags,
@@ -81,7 +84,7 @@ def grow_in_place(m: Machine, vma: VMA, new_end: int) -> None:
         mm_populate(m, target.mm, old_end, new_end, ignore_errors=True)
 
 
-def remap_move(m: Machine, mm: MM, addr: int, npages: int, new_addr: int) -> None:
+def remap_move(m: MMState, mm: MM, addr: int, npages: int, new_addr: int) -> None:
     """remap_move: move every VMA piece of [addr, addr+npages) by the same offset."""
     first = mm.vma_lookup(addr)
     if first is None:
@@ -97,7 +100,7 @@ def remap_move(m: Machine, mm: MM, addr: int, npages: int, new_addr: int) -> Non
         move_vma(m, vma, lo, n, n, dst)
 
 
-def copy_vma(m: Machine, vma: VMA, start: int, npages: int, pgoff: int) -> VMA:
+def copy_vma(m: MMState, vma: VMA, start: int, npages: int, pgoff: int) -> VMA:
     """copy_vma: the VMA at [start, start+npages) that will receive vma's PTEs."""
     mm = vma.mm
     if vma.lineage is None:
@@ -118,7 +121,7 @@ def copy_vma(m: Machine, vma: VMA, start: int, npages: int, pgoff: int) -> VMA:
     return new_vma
 
 
-def move_vma(m: Machine, vma: VMA, addr: int, old: int, new: int, new_addr: int) -> None:
+def move_vma(m: MMState, vma: VMA, addr: int, old: int, new: int, new_addr: int) -> None:
     """move_vma: copy_vma, move_page_tables, then unmap the old range."""
     mm = vma.mm
     reserve_early_cow(m, vma, addr, old, new_addr)
@@ -133,7 +136,7 @@ def move_vma(m: Machine, vma: VMA, addr: int, old: int, new: int, new_addr: int)
         mm_populate(m, mm, new_addr + old, new_addr + new, ignore_errors=True)
 
 
-def _early_cow_needed(m: Machine, vma: VMA, addr: int, n: int, new_addr: int) -> np.ndarray:
+def _early_cow_needed(m: MMState, vma: VMA, addr: int, n: int, new_addr: int) -> np.ndarray:
     """Indexes (in vma) of the present pages of [addr, addr+n) that the rmap
     scheme could not find at new_addr (anonmm: shared with another mm)."""
     i0 = addr - vma.start
@@ -145,18 +148,18 @@ def _early_cow_needed(m: Machine, vma: VMA, addr: int, n: int, new_addr: int) ->
     return idx[need] + i0
 
 
-def reserve_early_cow(m: Machine, vma: VMA, addr: int, n: int, new_addr: int) -> None:
+def reserve_early_cow(m: MMState, vma: VMA, addr: int, n: int, new_addr: int) -> None:
     """Frames for move_page_tables' early COW, found before anything moves:
     reclaim if short, else ENOMEM (docs/divergences.md; anonmm only)."""
     k = len(_early_cow_needed(m, vma, addr, n, new_addr))
     if k > m.frames.nr_free:
-        m.reclaim_for(k - m.frames.nr_free)
+        try_to_free_pages(m, k - m.frames.nr_free)
         k = len(_early_cow_needed(m, vma, addr, n, new_addr))
         if k > m.frames.nr_free:
             raise SysError("ENOMEM")
 
 
-def move_page_tables(m: Machine, src: VMA, addr: int, dst: VMA, new_addr: int, n: int) -> None:
+def move_page_tables(m: MMState, src: VMA, addr: int, dst: VMA, new_addr: int, n: int) -> None:
     """move_ptes: the PTEs of [addr, addr+n) go to [new_addr, new_addr+n) as they are;
     then pages the scheme could not find there get private copies (anonmm)."""
     s0 = addr - src.start
@@ -174,5 +177,4 @@ def move_page_tables(m: Machine, src: VMA, addr: int, dst: VMA, new_addr: int, n
             need = m.rmap.needs_private_copy(frames, dst, new_vpns, True)
             m.rmap.ptes_moved(frames, src, addr + nz[anon], dst, new_vpns)
             if need.any():
-                from .memory import early_cow
                 early_cow(m, dst, new_vpns[need] - dst.start)

@@ -17,6 +17,7 @@ from .errors import ModelBug, OomKill, Segv, SysError
 from .machine import Config, Machine
 from .optional import require_pandas
 from .trace import Op
+from .uapi import Stats
 
 if TYPE_CHECKING:
     import pandas
@@ -31,7 +32,7 @@ class ReplayOutput:
 
     results: list[dict] = field(default_factory=list)
     snapshots: list[dict] = field(default_factory=list)
-    stats: list[dict] = field(default_factory=list)
+    stats: list[Stats] = field(default_factory=list)
     machine: Machine | None = None
 
     def to_pandas(self, what: Literal["results", "stats"] = "results") -> pandas.DataFrame:

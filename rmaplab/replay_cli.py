@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 
 import click
 
@@ -41,7 +42,7 @@ class _ModelBug(Exception):
         self.cause = cause
 
 
-def _dump(obj: dict) -> str:
+def _dump(obj: Mapping[str, object]) -> str:
     return json.dumps(obj) + "\n"
 
 

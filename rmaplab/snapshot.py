@@ -3,7 +3,7 @@
 
 Both sides hand over raw state with physical identities (a frame number, a
 swap slot, or the zero page); canonical_snapshot() renames them in the order
-TRACE_FORMAT.md fixes (tasks by sorted name, pages by address): f1, f2, ...
+docs/trace-format.md fixes (tasks by sorted name, pages by address): f1, f2, ...
 for frames, s1, s2, ... for swap slots, ``zero`` for the shared zero page.
 Two snapshots then agree on sharing exactly when their names agree.
 """
@@ -40,7 +40,7 @@ class RawTask:
 
 
 def canonical_snapshot(label: str, tasks: Mapping[str, RawTask]) -> dict:
-    """Return the snapshot object of TRACE_FORMAT.md for raw per-task state."""
+    """Return the snapshot object of docs/trace-format.md for raw per-task state."""
     frames: dict[object, str] = {}
     slots: dict[object, str] = {}
     out: dict[str, dict] = {}

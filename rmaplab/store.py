@@ -37,6 +37,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Self
 
+import numpy
+
 from .sweep_spec import Point, SweepSpec, canonical
 
 SCHEMA_VERSION = "1"
@@ -158,7 +160,6 @@ class Store:
     def start_run(self, spec: SweepSpec, *, version: str, scheduler: str,
                   workers: int | None) -> int:
         import dask
-        import numpy
 
         libs = {"dask": dask.__version__, "numpy": numpy.__version__,
                 "sqlite": sqlite3.sqlite_version}

@@ -1,22 +1,24 @@
 # SPDX-License-Identifier: GPL-2.0-only
 """The swap area, swapon and swapoff (mm/swapfile.c).
 
-One swap area of N slots (TRACE_FORMAT.md: `swapon pages`). swap_map
-counts, per slot, the swap PTEs that name it; has_cache says the swap cache
-holds a page for it (SWAP_HAS_CACHE). A slot is free when both are clear.
-Slots are handed out lowest first.
+One swap area of N slots (docs/trace-format.md: `swapon pages`), its
+structure (SwapArea, swap_info_struct) in mm_state.py: swap_map counts, per
+slot, the swap PTEs that name it; has_cache says the swap cache holds a
+page for it (SWAP_HAS_CACHE). A slot is free when both are clear. Slots
+are handed out lowest first.
 
-mmlist is seed 004's: an mm joins it when it gets its first swap entry
-(try_to_unmap_one puts it at the front, after init_mm; copy_page_range puts
-a child right after its parent) and leaves it at mmput, after exit_mmap.
-swapoff's try_to_unuse comes in two versions: ``2004``, seed 004's (for
-each slot in turn, read the page and search the mms on mmlist from the
-last place it was found, parent before child), and ``2019``, commit
-b56a2d8af914 (one pass over each mm's page tables, bringing in every entry
-it meets). Both are charged what they would scan (swapoff_ptes,
-swapoff_mms), from an index of where each slot's PTEs are, so that the
-quadratic one can be measured at sizes it would take hours to run.
-drain_mmlist empties mmlist once no swap is in use.
+mmlist is that of Hugh Dickins' mmlist rework (October 2004; its updates
+are in swap.py): an mm joins it when it gets its first swap entry
+(try_to_unmap_one puts it at the front, after init_mm; copy_page_range
+puts a child right after its parent) and leaves it at mmput, after
+exit_mmap. swapoff's try_to_unuse comes in two versions: ``2004``, that
+rework's (for each slot in turn, read the page and search the mms on
+mmlist from the last place it was found, parent before child), and
+``2019``, commit b56a2d8af914 (one pass over each mm's page tables,
+bringing in every entry it meets). Both are charged what they would scan
+(swapoff_ptes, swapoff_mms), from an index of where each slot's PTEs are,
+so that the quadratic one can be measured at sizes it would take hours to
+run. drain_mmlist empties mmlist once no swap is in use.
 """
 
 from __future__ import annotations
@@ -25,117 +27,29 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .errors import SysError
+from . import swap_state  # swapin_to_cache is looked up at call time: tests wrap it
+from .errors import NoMem, SysError
+from .mm_state import SwapArea
 from .mm_types import PTE_SHIFT, PTE_SWAP
-from .page_alloc import PG_DIRTY, PG_SWAPCACHE
+from .page_alloc import PG_DIRTY
+from .swap import delete_from_swap_cache, drain_mmlist, mmlist_add_after, mmlist_add_front
+from .swap_state import unuse_pte
 
 if TYPE_CHECKING:
-    from .machine import Machine
+    from .mm_state import MMState
     from .mm_types import MM
 
 
-class SwapArea:
-    """swap_info_struct: slots, their counts, the swap cache and slot data."""
-
-    __slots__ = ("nslots", "swap_map", "has_cache", "cache", "data", "inuse", "writeok")
-
-    def __init__(self, nslots: int) -> None:
-        self.nslots = nslots
-        self.swap_map = np.zeros(nslots, np.int32)
-        self.has_cache = np.zeros(nslots, bool)
-        self.cache = np.full(nslots, -1, np.int64)  # frame in the swap cache, or -1
-        self.data = np.zeros(nslots, np.uint8)  # what was written out
-        self.inuse = 0
-        self.writeok = True  # SWP_WRITEOK: cleared while swapoff empties the area
-
-    def full(self) -> bool:
-        """vm_swap_full: more than half the slots are in use."""
-        return self.inuse * 2 > self.nslots
-
-    def alloc_slot(self) -> int:
-        """get_swap_page: the lowest free slot, or -1."""
-        if not self.writeok:
-            return -1
-        free = np.flatnonzero((self.swap_map == 0) & ~self.has_cache)
-        if not len(free):
-            return -1
-        slot = int(free[0])
-        self.inuse += 1
-        return slot
-
-    def release_if_free(self, slot: int) -> None:
-        if self.swap_map[slot] == 0 and not self.has_cache[slot]:
-            self.inuse -= 1
-
-    # -- references from PTEs -------------------------------------------------
-    def duplicate(self, slots: np.ndarray, dst: MM, src: MM) -> None:
-        """swap_duplicate at fork, and mmlist placement after the parent."""
-        np.add.at(self.swap_map, slots, 1)
-
-    def free_entries(self, m: Machine, slots: np.ndarray) -> None:
-        """free_swap_and_cache for zapped swap PTEs: a slot left only to the
-        cache frees its page too when nothing maps that page."""
-        from .swap_state import delete_from_swap_cache
-        for slot in slots.tolist():
-            self.swap_map[slot] -= 1
-            if self.swap_map[slot] == 0:
-                f = int(self.cache[slot])
-                if f >= 0 and m.frames.mapcount[f] == 0:
-                    delete_from_swap_cache(m, f)
-                else:
-                    self.release_if_free(slot)
-
-    def try_free_swap(self, m: Machine, frame: int) -> bool:
-        """folio_free_swap: drop the swap cache of a page no swap PTE names."""
-        from .swap_state import delete_from_swap_cache
-        slot = int(m.frames.private[frame])
-        if slot < 0 or self.swap_map[slot] != 0:
-            return False
-        m.frames.flags[frame] |= PG_DIRTY  # the only copy is in memory now
-        delete_from_swap_cache(m, frame)
-        return True
-
-    def check(self, m: Machine) -> None:
-        """swap_map = swap PTEs naming the slot; the cache and pages agree."""
-        from .errors import ModelBug
-        counts = np.zeros(self.nslots, np.int64)
-        for t in m.tasks.values():
-            mm = t.mm
-            assert mm is not None  # every task in tasks is alive
-            for vma in mm.vmas:
-                pt = vma.pt
-                sw = pt[(pt & PTE_SWAP) != 0] >> PTE_SHIFT
-                if len(sw):
-                    np.add.at(counts, sw, 1)
-                if len(sw) and not mm.on_mmlist:
-                    raise ModelBug(f"task {t.name} has swap entries but is not on mmlist")
-        bad = np.flatnonzero(counts != self.swap_map)
-        if len(bad):
-            s = int(bad[0])
-            raise ModelBug(f"slot {s}: swap_map {self.swap_map[s]} but {counts[s]} swap PTEs")
-        ft = m.frames
-        for slot in np.flatnonzero(self.has_cache).tolist():
-            f = int(self.cache[slot])
-            if f < 0 or not ft.flags[f] & PG_SWAPCACHE or ft.private[f] != slot:
-                raise ModelBug(f"slot {slot}: swap cache page {f} does not point back")
-        if (self.cache[~self.has_cache] != -1).any():
-            raise ModelBug("a slot without SWAP_HAS_CACHE names a page")
-        used = int(np.count_nonzero((self.swap_map > 0) | self.has_cache))
-        if used != self.inuse:
-            raise ModelBug(f"inuse {self.inuse} but {used} slots used")
-
-
-def sys_swapon(m: Machine, pages: int) -> None:
+def sys_swapon(m: MMState, pages: int) -> None:
     if m.swap is not None:
         raise SysError("EBUSY")
     m.swap = SwapArea(pages)
 
 
-def sys_swapoff(m: Machine) -> None:
+def sys_swapoff(m: MMState) -> None:
     """sys_swapoff: try_to_unuse brings every entry back, then the area goes."""
     if m.swap is None:
         raise SysError("EINVAL")
-    from .errors import NoMem
     m.swap.writeok = False  # reclaim must not put pages back while we empty it
     unuse = try_to_unuse_2019 if m.config.unuse == "2019" else try_to_unuse_2004
     try:
@@ -155,34 +69,7 @@ def sys_swapoff(m: Machine) -> None:
     m.swap = None
 
 
-def drain_mmlist(m: Machine) -> None:
-    """drain_mmlist: with no swap in use, no mm needs to be on mmlist."""
-    if m.swap is not None and m.swap.inuse:
-        return
-    for mm in m.mmlist:
-        mm.on_mmlist = False
-    m.mmlist.clear()
-
-
-def mmlist_add_front(m: Machine, mm: MM) -> None:
-    """try_to_unmap_one: list_add(&mm->mmlist, &init_mm.mmlist)."""
-    if not mm.on_mmlist:
-        m.mmlist.insert(0, mm)
-        mm.on_mmlist = True
-
-
-def mmlist_add_after(m: Machine, mm: MM, parent: MM) -> None:
-    """copy_page_range: list_add(&dst->mmlist, &src->mmlist)."""
-    if mm.on_mmlist:
-        return
-    if parent.on_mmlist:
-        m.mmlist.insert(m.mmlist.index(parent) + 1, mm)
-    else:  # cannot happen (the parent has the entry): keep the model going
-        m.mmlist.insert(0, mm)
-    mm.on_mmlist = True
-
-
-def _holders(m: Machine) -> dict[int, list[tuple]]:
+def _holders(m: MMState) -> dict[int, list[tuple]]:
     """slot -> [(mm, vma, index in vma)] in mmlist order: where each slot's PTEs are."""
     out: dict[int, list[tuple]] = {}
     for mm in m.mmlist:
@@ -198,8 +85,8 @@ def _anon_ptes(mm: MM) -> int:
     return sum(v.end - v.start for v in mm.vmas if v.lineage is not None)
 
 
-def try_to_unuse_2004(m: Machine) -> None:
-    """try_to_unuse as seed 004 has it: slot by slot, mm by mm.
+def try_to_unuse_2004(m: MMState) -> None:
+    """try_to_unuse as Hugh Dickins' 2004 mmlist rework has it: slot by slot, mm by mm.
 
     For each slot in use: read its page into the swap cache, then visit mms
     from start_mm on around mmlist (init_mm is the list head: nothing to
@@ -213,7 +100,6 @@ def try_to_unuse_2004(m: Machine) -> None:
     whose task has gone is let go of: the search starts from init_mm.
     Cost charged: swapoff_mms (mms visited), swapoff_ptes (PTEs looked at).
     """
-    from .swap_state import delete_from_swap_cache, swapin_to_cache, unuse_pte
     sw = m.swap
     assert sw is not None  # swapoff runs with the area still on
     holders = _holders(m)
@@ -227,7 +113,7 @@ def try_to_unuse_2004(m: Machine) -> None:
     start = 0
     c = m.counters
     for slot in np.flatnonzero((sw.swap_map > 0) | sw.has_cache).tolist():
-        frame = swapin_to_cache(m, slot, None)
+        frame = swap_state.swapin_to_cache(m, slot, None)
         held = ring[start]
         if held is not None and (held.dead or held.mm_users == 0):
             start = 0  # don't hold on to a start_mm that is exiting: back to init_mm
@@ -279,11 +165,10 @@ def _scan_cost(mm: MM, vma, i: int) -> int:
     return n
 
 
-def try_to_unuse_2019(m: Machine) -> None:
+def try_to_unuse_2019(m: MMState) -> None:
     """try_to_unuse after commit b56a2d8af914: one pass over each mm on mmlist,
     every swap entry met brought in (unuse_mm -> unuse_pte_range), then
     whatever is left in the swap cache dropped. Cost: every PTE once."""
-    from .swap_state import delete_from_swap_cache, swapin_to_cache, unuse_pte
     sw = m.swap
     assert sw is not None  # swapoff runs with the area still on
     c = m.counters
@@ -297,7 +182,7 @@ def try_to_unuse_2019(m: Machine) -> None:
             c["swapoff_ptes"] += vma.end - vma.start
             for i in np.flatnonzero(vma.pt & PTE_SWAP).tolist():
                 slot = int(vma.pt[i]) >> PTE_SHIFT
-                frame = swapin_to_cache(m, slot, None)
+                frame = swap_state.swapin_to_cache(m, slot, None)
                 if mm.dead:  # the OOM killer took this very mm to find the frame
                     break
                 if frame < 0:
@@ -308,3 +193,14 @@ def try_to_unuse_2019(m: Machine) -> None:
         m.frames.flags[frame] |= PG_DIRTY  # folio_free_swap
         delete_from_swap_cache(m, frame)
 
+
+__all__ = [  # SwapArea and the mmlist helpers are re-exported from below
+    "SwapArea",
+    "drain_mmlist",
+    "mmlist_add_after",
+    "mmlist_add_front",
+    "sys_swapoff",
+    "sys_swapon",
+    "try_to_unuse_2004",
+    "try_to_unuse_2019",
+]

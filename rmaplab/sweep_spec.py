@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from .experiments import Experiment, experiments
+from .rmap import SCHEMES
 
 TOP_KEYS = ("experiment", "schemes", "repeats", "params", "description")
 MAX_POINTS = 1_000_000
@@ -155,8 +156,6 @@ def _coerce(key: str, value: Any, kind: type, source: str) -> Any:
 
 def parse_spec(data: Mapping[str, Any], *, source: str = "", text: str = "") -> SweepSpec:
     """Validate a spec given as a mapping (what tomllib returns)."""
-    from .rmap import SCHEMES
-
     if not isinstance(data, Mapping):
         raise SpecError(None, "a sweep spec is a table of keys", source)
     for key in data:

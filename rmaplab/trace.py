@@ -53,6 +53,7 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from .consts import ADVICES, MAX_PAGES, PAGE_SIZE, PROTS, WINDOW_END, WINDOW_START
+from .uapi import Advice, Prot
 
 
 class TraceError(Exception):
@@ -78,8 +79,8 @@ class Op:
     pages: int | None = None
     new_pages: int | None = None
     new_addr: int | None = None
-    prot: str | None = None
-    advice: str | None = None
+    prot: Prot | None = None
+    advice: Advice | None = None
     value: int | None = None
     label: str | None = None
 

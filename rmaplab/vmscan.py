@@ -44,38 +44,33 @@ from .mm_types import (
     VMA,
 )
 from .page_alloc import PG_ACTIVE, PG_ANON_EXCLUSIVE, PG_DIRTY, PG_LAZYFREE, PG_LRU, PG_SWAPCACHE
-from .rmap.core import RmapWalkControl, find_mappings, page_referenced, put_pages, rmap_walk
+from .rmap.core import RmapWalkControl, find_mappings, page_referenced, rmap_walk
+from .swap import (
+    add_to_swap_cache,
+    delete_from_swap_cache,
+    folio_free_swap,
+    free_swap_and_cache,
+    mmlist_add_front,
+    put_pages,
+)
+from .volatile import all_mappers_volatile
 
 if TYPE_CHECKING:
-    from .machine import Machine
+    from .mm_state import MMState
 
 
 class TTU(enum.Enum):
-    """try_to_unmap's outcome (SWAP_SUCCESS/AGAIN/FAIL of seed 001)."""
+    """try_to_unmap's outcome (SWAP_SUCCESS/AGAIN/FAIL of Rik van Riel's 2002 pte_chain rmap)."""
 
     SUCCESS = 0
     AGAIN = 1
     FAIL = 2
-    DISCARD = 3  # seed 003: a volatile page dropped without writeout
+    DISCARD = 3  # volatile ranges (RFC v3, 2012): a volatile page dropped without writeout
 
 
 # -- the LRU -----------------------------------------------------------------------
 
-def lru_add(m: Machine, frames: np.ndarray) -> None:
-    """folio_add_lru: new pages join the inactive list as its youngest."""
-    ft = m.frames
-    n = len(frames)
-    ft.flags[frames] = (ft.flags[frames] | PG_LRU) & ~np.uint32(PG_ACTIVE)
-    ft.lru_seq[frames] = np.arange(m.lru_clock, m.lru_clock + n)
-    m.lru_clock += n
-
-
-def lru_del(m: Machine, frames: np.ndarray) -> None:
-    ft = m.frames
-    ft.flags[frames] &= ~np.uint32(PG_LRU | PG_ACTIVE)
-
-
-def _touch(m: Machine, frame: int, active: bool) -> None:
+def _touch(m: MMState, frame: int, active: bool) -> None:
     ft = m.frames
     if active:
         ft.flags[frame] |= PG_ACTIVE
@@ -85,18 +80,18 @@ def _touch(m: Machine, frame: int, active: bool) -> None:
     m.lru_clock += 1
 
 
-def _activate_locked(m: Machine, frame: int) -> None:
+def _activate_locked(m: MMState, frame: int) -> None:
     """shrink_folio_list's activate_locked: a page reclaim keeps goes to the
     active list, and, being no candidate for swapping now, gives its swap
     slot back when swap is more than half full (folio_free_swap: only if no
     swap PTE names the slot). 6.18 frees it for an mlocked page too; the
     model never gets here with one (cull_mlocked passes them over)."""
     if m.frames.flags[frame] & PG_SWAPCACHE and m.swap is not None and m.swap.full():
-        m.swap.try_free_swap(m, frame)
+        folio_free_swap(m, frame)
     _touch(m, frame, True)
 
 
-def _lru_list(m: Machine, active: bool) -> np.ndarray:
+def _lru_list(m: MMState, active: bool) -> np.ndarray:
     """The frames of one LRU list, oldest first. Cost: O(frames log frames)."""
     ft = m.frames
     n = ft.next_unused
@@ -109,13 +104,13 @@ def _lru_list(m: Machine, active: bool) -> np.ndarray:
 
 # -- try_to_unmap -------------------------------------------------------------------
 
-def try_to_unmap(m: Machine, frame: int) -> TTU:
+def try_to_unmap(m: MMState, frame: int) -> TTU:
     """try_to_unmap: replace every PTE of frame by its swap entry (or drop it,
     for a clean lazily freed page). Stops at a VM_LOCKED VMA (TTU.FAIL)."""
     ft = m.frames
     state = {"ret": TTU.SUCCESS}
     lazy = bool(ft.flags[frame] & PG_LAZYFREE) and not ft.flags[frame] & PG_SWAPCACHE
-    placed: list[tuple[VMA, int]] = []  # swap entries this walk installed (seed 003)
+    placed: list[tuple[VMA, int]] = []  # swap entries this walk installed (volatile ranges)
 
     def one(f: int, vma: VMA, vpn: int) -> bool:
         if vma.flags & VM_LOCKED:
@@ -142,7 +137,6 @@ def try_to_unmap(m: Machine, frame: int) -> TTU:
             assert m.swap is not None  # the page is in the swap cache
             m.swap.swap_map[slot] += 1
             vma.mm.swapents += 1
-            from .swapfile import mmlist_add_front
             mmlist_add_front(m, vma.mm)
         vma.mm.rss -= 1
         ft.mapcount[f] -= 1
@@ -161,7 +155,7 @@ def try_to_unmap(m: Machine, frame: int) -> TTU:
         return TTU.DISCARD
     if (state["ret"] is TTU.SUCCESS and placed and ft.mapcount[frame] == 0
             and all(v.flags & VM_VOLATILE for v, _ in placed)):
-        # seed 003: every mapper was volatile: try_to_zap_one the entries just
+        # volatile ranges: every mapper was volatile: try_to_zap_one the entries just
         # installed, and the page is clean: it goes with no writeout
         assert m.swap is not None  # placed holds swap entries
         for v, i in placed:
@@ -176,14 +170,13 @@ def try_to_unmap(m: Machine, frame: int) -> TTU:
     return state["ret"]
 
 
-def _volatile(m: Machine, frame: int) -> bool:
+def _volatile(m: MMState, frame: int) -> bool:
     """Every VMA mapping the page is VM_VOLATILE (uncharged look-up: the
     kernel learns it from the vm_flags its page_referenced walk gathers)."""
-    from .volatile import all_mappers_volatile
     return all_mappers_volatile([v for v, _ in find_mappings(m, frame)])
 
 
-def _discard_noswap(m: Machine, frame: int) -> int:
+def _discard_noswap(m: MMState, frame: int) -> int:
     """Config.volatile_noswap, the RFC's stated aim: a page every mapper of
     which is volatile is dropped with no swap entry at all."""
     for vma, vpn in find_mappings(m, frame):
@@ -199,13 +192,13 @@ def _discard_noswap(m: Machine, frame: int) -> int:
 
 # -- shrink_folio_list ------------------------------------------------------------
 
-def any_volatile(m: Machine) -> bool:
+def any_volatile(m: MMState) -> bool:
     """Whether some VMA is VM_VOLATILE (only then is the per-page look worth it)."""
     return any(v.flags & VM_VOLATILE for t in m.tasks.values() if t.mm is not None
                for v in t.mm.vmas)
 
 
-def shrink_page_list(m: Machine, frames: list[int], ignore_references: bool,
+def shrink_page_list(m: MMState, frames: list[int], ignore_references: bool,
                      cull_mlocked: bool = False, volatile_scan: bool | None = None) -> int:
     """shrink_folio_list: try to free each page in turn; returns pages freed.
 
@@ -215,7 +208,6 @@ def shrink_page_list(m: Machine, frames: list[int], ignore_references: bool,
     whose pages cannot be mlocked (MADV_PAGEOUT's, mapped once in an
     unlocked VMA) leave it off.
     """
-    from .swap_state import add_to_swap_cache, delete_from_swap_cache
     ft = m.frames
     c = m.counters
     freed = 0
@@ -229,7 +221,7 @@ def shrink_page_list(m: Machine, frames: list[int], ignore_references: bool,
         c["pgscan"] += 1
         volatile = volatile_scan and ft.mapcount[f] > 0 and _volatile(m, f)
         if (not ignore_references and ft.mapcount[f] > 0 and page_referenced(m, f)
-                and not volatile):  # seed 003: a volatile page is reclaimed, not activated
+                and not volatile):  # volatile: reclaimed, not activated
             _activate_locked(m, f)
             continue
         lazy = bool(ft.flags[f] & PG_LAZYFREE)
@@ -281,13 +273,13 @@ def shrink_page_list(m: Machine, frames: list[int], ignore_references: bool,
     return freed
 
 
-def _can_reclaim_anon(m: Machine) -> bool:
+def _can_reclaim_anon(m: MMState) -> bool:
     """can_reclaim_anon_pages: a free swap slot exists (get_nr_swap_pages)."""
     sw = m.swap
     return sw is not None and sw.writeok and sw.inuse < sw.nslots
 
 
-def try_to_free_pages(m: Machine, pages: int) -> int:
+def try_to_free_pages(m: MMState, pages: int) -> int:
     """Global reclaim of up to pages pages (the `reclaim` op, and direct
     reclaim before the OOM killer). Two passes: the second sees the pages the
     first found referenced (their young bits are clear by then)."""
@@ -330,7 +322,7 @@ def try_to_free_pages(m: Machine, pages: int) -> int:
 
 # -- madvise ------------------------------------------------------------------------
 
-def _exclusive_anon(m: Machine, vma: VMA, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+def _exclusive_anon(m: MMState, vma: VMA, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
     """Indexes (in vma) and frames of present anonymous pages mapped once."""
     i0 = lo - vma.start
     seg = vma.pt[i0:hi - vma.start]
@@ -342,7 +334,7 @@ def _exclusive_anon(m: Machine, vma: VMA, lo: int, hi: int) -> tuple[np.ndarray,
     return idx[own] + i0, frames[own]
 
 
-def madvise_free(m: Machine, vma: VMA, lo: int, hi: int) -> None:
+def madvise_free(m: MMState, vma: VMA, lo: int, hi: int) -> None:
     """madvise_free_pte_range: swap entries are freed and emptied; present
     pages are cleaned in this mm's PTEs and marked lazily freeable.
 
@@ -359,8 +351,7 @@ def madvise_free(m: Machine, vma: VMA, lo: int, hi: int) -> None:
         slots = seg[sw] >> PTE_SHIFT
         seg[sw] = 0
         vma.mm.swapents -= len(sw)
-        assert m.swap is not None  # swap PTEs exist only while swap is on
-        m.swap.free_entries(m, slots)
+        free_swap_and_cache(m, slots)
     idx = np.flatnonzero((seg & PTE_PRESENT) != 0)
     frames = seg[idx] >> PTE_SHIFT
     keep = frames != 0  # the zero page is not a normal folio
@@ -370,10 +361,8 @@ def madvise_free(m: Machine, vma: VMA, lo: int, hi: int) -> None:
         if ft.flags[f] & (PG_SWAPCACHE | PG_DIRTY):
             if ft.mapcount[f] != 1:
                 continue
-            if ft.flags[f] & PG_SWAPCACHE:
-                assert m.swap is not None  # the page is in the swap cache
-                if not m.swap.try_free_swap(m, f):
-                    continue
+            if ft.flags[f] & PG_SWAPCACHE and not folio_free_swap(m, f):
+                continue
             ft.flags[f] &= ~np.uint32(PG_DIRTY)
         vma.pt[i] &= ~np.int64(PTE_DIRTY | PTE_YOUNG)
         if ft.mapcount[f] > 1 and _mlocked(m, f):
@@ -382,7 +371,7 @@ def madvise_free(m: Machine, vma: VMA, lo: int, hi: int) -> None:
         _touch(m, f, False)
 
 
-def _mlocked(m: Machine, frame: int) -> bool:
+def _mlocked(m: MMState, frame: int) -> bool:
     """PG_mlocked, which the model does not keep: some VM_LOCKED VMA maps the
     page. Found by an uncharged walk (the kernel reads a flag)."""
     hit = [False]
@@ -395,7 +384,7 @@ def _mlocked(m: Machine, frame: int) -> bool:
     return hit[0]
 
 
-def madvise_cold(m: Machine, vma: VMA, lo: int, hi: int) -> None:
+def madvise_cold(m: MMState, vma: VMA, lo: int, hi: int) -> None:
     """madvise_cold: pages mapped once get old PTEs and go to the inactive list."""
     idx, frames = _exclusive_anon(m, vma, lo, hi)
     vma.pt[idx] &= ~np.int64(PTE_YOUNG)
@@ -403,25 +392,9 @@ def madvise_cold(m: Machine, vma: VMA, lo: int, hi: int) -> None:
         _touch(m, f, False)
 
 
-def madvise_pageout(m: Machine, vma: VMA, lo: int, hi: int) -> None:
+def madvise_pageout(m: MMState, vma: VMA, lo: int, hi: int) -> None:
     """madvise_pageout: reclaim now the pages only this process maps, in
     address order, without looking at references (reclaim_pages)."""
     idx, frames = _exclusive_anon(m, vma, lo, hi)
     vma.pt[idx] &= ~np.int64(PTE_YOUNG)
     shrink_page_list(m, frames.tolist(), True)
-
-
-def madvise_willneed(m: Machine, vma: VMA, lo: int, hi: int) -> None:
-    """madvise_willneed: read the range's swapped pages into the swap cache;
-    their PTEs stay swap entries until a fault maps them. Best effort: it
-    stops when no frame is free."""
-    from .swap_state import swapin_to_cache
-    if m.swap is None:
-        return
-    i0 = lo - vma.start
-    seg = vma.pt[i0:hi - vma.start]
-    for slot in (seg[np.flatnonzero(seg & PTE_SWAP)] >> PTE_SHIFT).tolist():
-        if m.swap.cache[slot] < 0:
-            if m.frames.nr_free < 1:
-                return
-            swapin_to_cache(m, slot, vma.mm)

@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: GPL-2.0-only
-"""Volatile ranges: Minchan Kim's MADV_VOLATILE, RFC v3 (seed 003).
+"""Volatile ranges: Minchan Kim's MADV_VOLATILE, "[RFC v3] Support volatile range
+for anon vma" (linux-mm, 11 December 2012; docs/references.md).
 
 madvise(MADV_VOLATILE) marks the range's VMAs VM_VOLATILE (splitting as
 needed; VM_VOLATILE counts as VM_SPECIAL, so such VMAs never merge) and
@@ -25,35 +26,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .errors import NoMem, SysError
-from .mm_types import MM, VM_LOCKED, VM_VOLATILE, VMA
-from .mmap import vma_merge_existing_range, vma_modify_flags
+from .errors import NoMem
+from .mm_types import VM_VOLATILE, VMA
+from .mmap import vma_merge_existing_range
 
 if TYPE_CHECKING:
-    from .machine import Machine
+    from .mm_state import MMState
 
 
-def madvise_volatile(m: Machine, mm: MM, start: int, end: int) -> None:
-    """madvise_behavior(MADV_VOLATILE) over the madvise walk: every VMA piece of
-    [start, end) gets VM_VOLATILE; EINVAL at a locked VMA (earlier pieces
-    stay marked); ENOMEM at the end if the range had a hole."""
-    from .madvise import madvise_walk_vmas
-
-    m.counters["mmap_sem_write"] += 1  # flag changes need mmap_sem for write
-
-    def mark(vma: VMA, lo: int, hi: int) -> None:
-        if vma.flags & VM_LOCKED:
-            raise SysError("EINVAL")
-        if not vma.flags & VM_VOLATILE:
-            before = len(mm.vmas)
-            piece = vma_modify_flags(m, None, vma, lo, hi, vma.flags | VM_VOLATILE)
-            piece.flags |= VM_VOLATILE
-            m.counters["vma_split"] += len(mm.vmas) - before
-
-    madvise_walk_vmas(mm, start, end, mark)
-
-
-def volatile_fault(m: Machine, vma: VMA) -> VMA:
+def volatile_fault(m: MMState, vma: VMA) -> VMA:
     """handle_pte_fault's VM_VOLATILE branch: the first fault on an empty
     entry drops the flag and merges the VMA back. Returns the VMA that now
     covers the range (the merge may have absorbed vma)."""

@@ -170,10 +170,10 @@ def test_kernel_run_verbose_says_which_cpu_and_why(tmp_path):
                          capture_output=True, text=True, check=False)
     assert out.returncode == 0, out.stderr
     line = out.stderr.strip().splitlines()[0]
-    assert re.match(r"rmaplab: pinned to CPU \d+: ", line), line
+    assert re.match(r"rmaplab kernel-run: pinned to CPU \d+: ", line), line
     expected = interrupt_cpu_from_proc()
     if expected is not None:
-        assert line.startswith(f"rmaplab: pinned to CPU {expected}: ")
+        assert line.startswith(f"rmaplab kernel-run: pinned to CPU {expected}: ")
         assert "swap disk " in line and "MSI IRQs " in line and "serviced" in line
 
 

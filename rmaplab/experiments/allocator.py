@@ -22,6 +22,7 @@ from __future__ import annotations
 from ..consts import PAGE_SIZE, WINDOW_START
 from ..machine import Config, Machine
 from ..mm_types import PTE_PRESENT
+from ..uapi import is_advice
 from .base import Claim, Experiment, Plot, within_budget
 
 SPAN = 16
@@ -31,6 +32,7 @@ PRESSURE = {"none": 0.0, "low": 0.25, "high": 0.6}
 def run(scheme: str, p: dict) -> dict:
     arenas, spans, rounds = int(p["arenas"]), int(p["spans"]), int(p["rounds"])
     advice, level = str(p["advice"]), str(p["pressure"])  # checked: EXPERIMENT.choices
+    assert is_advice(advice)
     arena_pages = spans * SPAN
     total = arenas * arena_pages
     m = Machine(Config(scheme=scheme, frames=total + total // 2))

@@ -6,8 +6,7 @@ Statuses (docs/cli.md): 0 ran (kernel-diff: agree), 1 differ
 this machine, 4 the kernel disagreed with itself (kernel-diff), 70 internal
 error.  SIGINT and SIGTERM end a run after it has cleaned up, with 130/143.
 
-Also runnable as ``python -m rmaplab.kernel.cli kernel-run ...``, which
-needs nothing of the package beyond the kernel runner.
+Also runnable as ``python -m rmaplab.kernel.cli kernel-run ...``.
 """
 
 from __future__ import annotations

@@ -22,7 +22,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..consts import PAGE_SIZE
+from ..replay import replay  # the model's own entry point
 from ..trace import Op
+from . import runner  # run_on_kernel is looked up at call time: tests replace it
 
 #: Divergences shown in a report; the first one is usually the cause, the
 #: rest mostly its echoes (frame names shift once one frame differs).
@@ -189,8 +191,7 @@ def kernel_diff(ops: list[Op], *, scheme: str | None = None,
     """
     prefix = compared_prefix(ops)
     if run_kernel is None:
-        from .runner import run_on_kernel
-        run_kernel = run_on_kernel
+        run_kernel = runner.run_on_kernel
     if run_model is None:
         run_model = _model_runner(scheme)
     cut = "" if len(prefix) == len(ops) else \
@@ -230,8 +231,6 @@ def kernel_diff(ops: list[Op], *, scheme: str | None = None,
 
 
 def _model_runner(scheme: str | None) -> Callable[[list[Op]], tuple[list[dict], list[dict]]]:
-    from ..replay import replay  # the model's own entry point
-
     def run(ops: list[Op]) -> tuple[list[dict], list[dict]]:
         out = replay(ops, scheme=scheme) if scheme else replay(ops)
         return list(out.results), list(out.snapshots)

@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: GPL-2.0-only
 """Scheme ``anon_vma``: Andrea Arcangeli's 2004 object-based rmap (2.6.7-2.6.33).
 
-The scheme seed 002 replaced. One anon_vma serves a whole family of VMAs:
+The scheme Rik van Riel's anon_vma_chain patch (January 2010) replaced.
+One anon_vma serves a whole family of VMAs:
 anon_vma_prepare gives a VMA its anon_vma at the first anonymous page (a
 neighbour's, through find_mergeable_anon_vma, else a new one); fork links
 the child's copy of each VMA into the parent VMA's anon_vma list (the same
@@ -13,7 +14,7 @@ index, so a page of any VMA of the family is found by walking the list.
 
 The walk takes the anon_vma's lock and examines every VMA on the list;
 VMAs whose range does not cover the page's index are examined and passed
-over without a PTE being looked at. That is the cost seed 002 describes: a
+over without a PTE being looked at. That is the cost the anon_vma_chain patch describes: a
 thousand children that each COWed a thousand pages leave a million pages in
 one anon_vma, each mapped by one of a thousand VMAs on its list.
 walk_plans gives page_referenced_batch the same answer and charges without

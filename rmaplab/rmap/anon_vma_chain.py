@@ -1,5 +1,7 @@
 # SPDX-License-Identifier: GPL-2.0-only
-"""Scheme ``anon_vma_chain``: Rik van Riel's 2010 rmap (seed 002).
+"""Scheme ``anon_vma_chain``: Rik van Riel's 2010 rmap, "[PATCH -mm] change
+anon_vma linking to fix multi-process server scalability issue" (linux-mm,
+28 January 2010; docs/references.md).
 
 Each VMA that maps anonymous pages links, through anon_vma_chain (avc)
 objects, to its own anon_vma and to every anon_vma of the VMA it was forked
@@ -33,14 +35,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..mm_types import VM_LOCK_RMAP
-from .protocol import RmapScheme, WalkStats
+from .protocol import RmapContext, RmapScheme, WalkStats
 
 if TYPE_CHECKING:
-    from ..machine import Machine
     from ..mm_types import VMA
 
-# Slab object sizes in bytes: see docs/struct-sizes.md (2.6.33 with seed
-# 002: anon_vma {lock, ksm_refcount, head}; anon_vma_chain {vma, anon_vma,
+# Slab object sizes in bytes: see docs/struct-sizes.md (2.6.33 with the 2010
+# patch: anon_vma {lock, ksm_refcount, head}; anon_vma_chain {vma, anon_vma,
 # same_vma, same_anon_vma}; vm_area_struct's anon_vma_chain and anon_vma).
 SIZES = {
     "x86_64": {"anon_vma": 24, "anon_vma_chain": 48, "vma_fields": 24},
@@ -87,7 +88,7 @@ class AnonVmaPool:
     live anon_vmas the checker walks (its size is the live count)."""
 
     anon_vma_type: type = AnonVma
-    m: Machine  # set by the scheme that mixes the pool in
+    m: RmapContext  # set by the scheme that mixes the pool in
 
     def __init__(self) -> None:
         self._serial = 0
@@ -158,7 +159,7 @@ class AnonVmaChainScheme(AnonVmaPool, RmapScheme):
     def vma_clone(self, dst: VMA, src: VMA) -> None:
         """anon_vma_clone: link dst to every anon_vma src is linked to.
 
-        On failure it unlinks what it linked (its own cleanup, seed 002), and
+        On failure it unlinks what it linked (its own cleanup, as in the 2010 patch), and
         dst keeps the anon_vma pointer it had (none for fork, src's otherwise).
         """
         had = dst.anon_vma
@@ -254,7 +255,7 @@ class AnonVmaChainScheme(AnonVmaPool, RmapScheme):
             if st is not None:
                 st.vmas += 1
             if vma.flags & VM_LOCK_RMAP:
-                continue  # seed 002's VM_LOCK_RMAP: do not follow this rmap
+                continue  # the 2010 patch's VM_LOCK_RMAP: do not follow this rmap
             yield vma, vma.start + (index - vma.pgoff)
 
     interval = False  # the 2010 list: every VMA on it is examined

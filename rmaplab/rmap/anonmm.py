@@ -1,5 +1,7 @@
 # SPDX-License-Identifier: GPL-2.0-only
-"""Scheme ``anonmm``: Hugh Dickins' 2004 object-based rmap by mm (seed 000, 2.6.6).
+"""Scheme ``anonmm``: Hugh Dickins' 2004 object-based rmap by mm (2.6.6-mm).
+
+Hugh Dickins, "rmap 10 add anonmm rmap" (May 2004; docs/references.md).
 
 An anonymous page can only sit at one address, in the group of mms forked
 from one exec that might share it. So each mm gets a struct anonmm
@@ -12,7 +14,7 @@ head and beyond, skipping mms that are gone or have no rss; in each mm it
 looks the page up at its address (find_vma, then the page table).
 walks.vmas counts anonmms examined, walks.anon_vmas the bundle locks, and
 page_referenced_one and try_to_unmap_one both take the mm's page_table_lock
-with a trylock (counters["trylock"]; seed 000's ``failed``).
+with a trylock (counters["trylock"]; that patch's ``failed``).
 
 An anonmm counts one reference for its mm, one per page pointing at it,
 and for the head one of its own and one per other anonmm of the bundle;
@@ -23,9 +25,9 @@ that extinct anonmms can go.
 
 page->index being the address is the scheme's weakness: a page shared with
 another mm cannot be found once mremap has moved it in one of them. As
-Hugh Dickins' follow-up did (REFERENCES.md row 8), needs_private_copy tells
-the generic move and swap-in paths to give such a page a private copy (an
-early COW) instead; docs/divergences.md lists the difference this makes.
+Hugh Dickins' mremap follow-up did (2004; docs/references.md),
+needs_private_copy tells the generic move and swap-in paths to give such a
+page a private copy (an early COW) instead; docs/divergences.md lists the difference this makes.
 
 Invariants (check()): a mapped page points at a live anonmm of the bundle
 of every mm that maps it, at its address; an unmapped page points at none;
@@ -52,7 +54,7 @@ from .walk_plan import WalkPlan, group_by, literal_plan, prefix_counts, vma_of
 if TYPE_CHECKING:
     from ..mm_types import MM, VMA
 
-# Bytes: see docs/struct-sizes.md (seed 000's struct anonmm; the pointer
+# Bytes: see docs/struct-sizes.md (the 2004 patch's struct anonmm; the pointer
 # mm_struct gains).
 SIZES = {
     "x86_64": {"anonmm": 40, "mm_field": 8},
@@ -101,7 +103,7 @@ class AnonmmScheme(RmapScheme):
         #: is asked): where anonmm's results leave modern's (divergences.md 7)
         self.copies_asked = 0
 
-    # -- creation and destruction (seed 000) -----------------------------------
+    # -- creation and destruction (exec_rmap, dup_rmap, exit_rmap) ----------------
     def _alloc(self, mm: MM) -> Anonmm:
         self.m.slab.alloc("anonmm")
         self._serial += 1
@@ -212,7 +214,7 @@ class AnonmmScheme(RmapScheme):
     def needs_private_copy(self, frames: np.ndarray, vma: VMA, vpns: np.ndarray,
                            moving: bool) -> np.ndarray:
         """A page mapped by another PTE at another address cannot be found at
-        vpns too (REFERENCES.md row 8)."""
+        vpns too (Hugh Dickins' mremap follow-up, 2004)."""
         ft = self.m.frames
         others = ft.mapcount[frames].astype(np.int64) - (1 if moving else 0)
         need = (others > 0) & (ft.index[frames] != vpns)

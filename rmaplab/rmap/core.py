@@ -24,12 +24,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..mm_types import PTE_PRESENT, PTE_SHIFT, PTE_YOUNG, VM_LOCK_RMAP
+from ..mm_types import PTE_PRESENT, PTE_SHIFT, PTE_YOUNG, VM_LOCK_RMAP, VM_READ, VM_WRITE
 from ..page_alloc import PG_ANON, PG_ANON_EXCLUSIVE, PG_REFERENCED
+from ..swap import put_pages
 from .protocol import WalkStats
+from .walk_plan import referenced_by_plan
 
 if TYPE_CHECKING:
-    from ..machine import Machine
+    from ..mm_state import MMState
     from ..mm_types import VMA
 
 
@@ -38,7 +40,7 @@ def linear_page_index(vma: VMA, vpns: np.ndarray | int):
     return vma.pgoff + (vpns - vma.start)
 
 
-def page_add_new_anon_rmap(m: Machine, frames: np.ndarray, vma: VMA, vpns: np.ndarray) -> None:
+def page_add_new_anon_rmap(m: MMState, frames: np.ndarray, vma: VMA, vpns: np.ndarray) -> None:
     """folio_add_new_anon_rmap: fresh exclusive pages now mapped once in vma."""
     ft = m.frames
     ft.mapcount[frames] = 1
@@ -48,7 +50,7 @@ def page_add_new_anon_rmap(m: Machine, frames: np.ndarray, vma: VMA, vpns: np.nd
     m.rmap.page_add_new_anon(frames, vma, vpns)
 
 
-def page_add_anon_rmap(m: Machine, frames: np.ndarray, vma: VMA, vpns: np.ndarray,
+def page_add_anon_rmap(m: MMState, frames: np.ndarray, vma: VMA, vpns: np.ndarray,
                        exclusive: bool) -> None:
     """folio_add_anon_rmap_ptes: map existing anon pages (swap-in) in vma."""
     ft = m.frames
@@ -61,7 +63,7 @@ def page_add_anon_rmap(m: Machine, frames: np.ndarray, vma: VMA, vpns: np.ndarra
     m.rmap.page_add_anon(frames, vma, vpns, exclusive)
 
 
-def page_dup_rmap(m: Machine, frames: np.ndarray, vma: VMA, vpns: np.ndarray) -> None:
+def page_dup_rmap(m: MMState, frames: np.ndarray, vma: VMA, vpns: np.ndarray) -> None:
     """folio_try_dup_anon_rmap_ptes at fork: one more mapping, no longer exclusive."""
     ft = m.frames
     ft.mapcount[frames] += 1
@@ -70,29 +72,83 @@ def page_dup_rmap(m: Machine, frames: np.ndarray, vma: VMA, vpns: np.ndarray) ->
     m.rmap.page_dup(frames, vma, vpns)
 
 
-def page_remove_rmap(m: Machine, frames: np.ndarray, vma: VMA, vpns: np.ndarray) -> None:
+def page_remove_rmap(m: MMState, frames: np.ndarray, vma: VMA, vpns: np.ndarray) -> None:
     """folio_remove_rmap_ptes: the PTEs at vpns stopped mapping frames."""
     m.frames.mapcount[frames] -= 1
     m.rmap.page_remove(frames, vma, vpns)
 
 
-def page_move_anon_rmap(m: Machine, frames: np.ndarray, vma: VMA, vpns: np.ndarray) -> None:
+def page_move_anon_rmap(m: MMState, frames: np.ndarray, vma: VMA, vpns: np.ndarray) -> None:
     """folio_move_anon_rmap: reuse at do_wp_page makes the page vma's own."""
     m.frames.flags[frames] |= PG_ANON_EXCLUSIVE
     m.rmap.page_move(frames, vma, vpns)
 
 
-def put_pages(m: Machine, frames: np.ndarray) -> None:
-    """folio_put for each frame: drop one reference, free those reaching zero."""
-    if not len(frames):
+# -- anon_vma: preparation and fork ---------------------------------------------
+
+class Lineage:
+    """Identity of an anon_vma as a 6.18 kernel would assign it (merge token)."""
+
+    __slots__ = ("serial",)
+
+    def __init__(self, serial: int) -> None:
+        self.serial = serial
+
+    def __repr__(self) -> str:
+        return f"L{self.serial}"
+
+
+def new_lineage(m: MMState) -> Lineage:
+    """A fresh anon_vma identity (what anon_vma_alloc would give 6.18)."""
+    m.vma_serial += 1
+    return Lineage(m.vma_serial)
+
+
+def find_mergeable_anon_vma(vma: VMA) -> VMA | None:
+    """find_mergeable_anon_vma: the next VMA, then the previous one."""
+    mm = vma.mm
+    prev, nxt = mm.prev_next(vma.start, vma.end)
+    for a, b, old in ((vma, nxt, nxt), (prev, vma, prev)):
+        if old is None or a is None or b is None:
+            continue
+        if (a.end == b.start and not ((a.flags ^ b.flags) & ~(VM_READ | VM_WRITE | 0x4))
+                and b.pgoff == a.pgoff + (b.start - a.start)
+                and old.lineage is not None and not old.forked):
+            return old
+    return None
+
+
+def anon_vma_prepare(m: MMState, vma: VMA) -> None:
+    """Models mm/rmap.c __anon_vma_prepare(): give vma an anon_vma before its
+    first anonymous page.
+
+    find_mergeable_anon_vma first: an adjacent VMA whose anon_vma came from
+    its own prepare (singular chain), with flags equal but for access bits
+    and a linear pgoff, lends its anon_vma. Raises NoMem (the scheme's
+    allocation) with vma unchanged.
+    """
+    if vma.lineage is not None:
         return
-    ft = m.frames
-    ft.refcount[frames] -= 1
-    dead = frames[ft.refcount[frames] == 0]
-    if len(dead):
-        m.rmap.page_freed(dead)
-        m.lru_del(dead)
-        ft.free(dead)
+    share = find_mergeable_anon_vma(vma)
+    m.rmap.vma_prepare(vma, share)
+    vma.lineage = share.lineage if share is not None else new_lineage(m)
+    vma.forked = False
+
+
+def anon_vma_fork(m: MMState, vma: VMA, pvma: VMA) -> None:
+    """Models mm/rmap.c anon_vma_fork(): the child's copy vma of pvma gets its
+    anon_vma links (the scheme's) and, when pvma has anonymous pages, an
+    anon_vma of its own chained to the parent's (a forked lineage).
+
+    Raises NoMem with vma holding nothing (dup_mmap frees it).
+    """
+    vma.anon_vma = None
+    vma.lineage = None
+    vma.forked = False
+    m.rmap.vma_fork(vma, pvma)
+    if pvma.lineage is not None:
+        vma.lineage = new_lineage(m)
+        vma.forked = True
 
 
 class RmapWalkControl:
@@ -101,7 +157,7 @@ class RmapWalkControl:
     rmap_one(frame, vma, vpn) returns False to stop the walk; done(frame)
     is asked after each VMA; invalid_vma(vma) skips a VMA before its PTE is
     looked at. kind names the walk ("referenced", "unmap", "check", ...) for
-    schemes whose locking differs by walk (seed 001's try_to_unmap_one takes
+    schemes whose locking differs by walk (the 2002 pte_chain rmap's try_to_unmap_one takes
     the page table lock with a trylock, its page_referenced takes none); a
     walk with a done callback is try_to_unmap's ("unmap") unless told.
     """
@@ -118,7 +174,7 @@ class RmapWalkControl:
         self.kind = kind if kind is not None else ("unmap" if done is not None else "walk")
 
 
-def rmap_walk(m: Machine, frame: int, rwc: RmapWalkControl, charge: bool = True) -> None:
+def rmap_walk(m: MMState, frame: int, rwc: RmapWalkControl, charge: bool = True) -> None:
     """rmap_walk_anon: visit every PTE mapping frame, through the scheme.
 
     Cost: the scheme's candidates (charged to walks.vmas/anon_vmas) plus one
@@ -152,7 +208,7 @@ def rmap_walk(m: Machine, frame: int, rwc: RmapWalkControl, charge: bool = True)
             break
 
 
-def page_referenced(m: Machine, frame: int) -> int:
+def page_referenced(m: MMState, frame: int) -> int:
     """folio_referenced: count and clear the young bits of frame's PTEs.
 
     Stops as soon as every mapping was seen (the kernel's mapcount
@@ -182,7 +238,7 @@ def page_referenced(m: Machine, frame: int) -> int:
     return refs[0]
 
 
-def page_referenced_batch(m: Machine, frames: np.ndarray,
+def page_referenced_batch(m: MMState, frames: np.ndarray,
                           visited: np.ndarray | None = None,
                           listed: np.ndarray | None = None) -> np.ndarray:
     """folio_referenced for each frame, in one pass per walk order.
@@ -205,17 +261,18 @@ def page_referenced_batch(m: Machine, frames: np.ndarray,
         return refs
     plans = m.rmap.walk_plans(frames)
     if plans is not None:
-        from .walk_plan import referenced_by_plans
-        return referenced_by_plans(m, frames, plans, visited, listed)
+        pos = {int(f): j for j, f in enumerate(frames.tolist())}
+        for plan in plans:
+            pf = plan.frames
+            sel = np.fromiter((pos[x] for x in pf.tolist()), np.int64, len(pf))
+            if plan.literal:
+                _referenced_one_by_one(m, pf, sel, refs, visited, listed)
+            else:
+                referenced_by_plan(m, plan, sel, refs, visited, listed)
+        return refs
     groups = m.rmap.walk_groups(frames)
     if groups is None:
-        for j, f in enumerate(frames.tolist()):
-            before, lbefore = m.walks.vmas, m.walks.listed
-            refs[j] = page_referenced(m, f)
-            if visited is not None:
-                visited[j] = m.walks.vmas - before
-            if listed is not None:
-                listed[j] = m.walks.listed - lbefore
+        _referenced_one_by_one(m, frames, np.arange(len(frames)), refs, visited, listed)
         return refs
     ft = m.frames
     st = m.walks
@@ -279,7 +336,20 @@ def page_referenced_batch(m: Machine, frames: np.ndarray,
     return refs
 
 
-def find_mappings(m: Machine, frame: int) -> list[tuple[VMA, int]]:
+def _referenced_one_by_one(m: MMState, frames: np.ndarray, sel: np.ndarray, refs: np.ndarray,
+                           visited: np.ndarray | None, listed: np.ndarray | None) -> None:
+    """page_referenced for each frame in turn, the walk's own steps."""
+    st = m.walks
+    for j, f in zip(sel.tolist(), frames.tolist()):
+        before, lbefore = st.vmas, st.listed
+        refs[j] = page_referenced(m, f)
+        if visited is not None:
+            visited[j] = st.vmas - before
+        if listed is not None:
+            listed[j] = st.listed - lbefore
+
+
+def find_mappings(m: MMState, frame: int) -> list[tuple[VMA, int]]:
     """Every (vma, vpn) whose PTE maps frame, by an uncharged full walk (checker)."""
     found: list[tuple[VMA, int]] = []
 
@@ -292,10 +362,15 @@ def find_mappings(m: Machine, frame: int) -> list[tuple[VMA, int]]:
 
 
 __all__ = [
+    "Lineage",
     "RmapWalkControl",
     "WalkStats",
+    "anon_vma_fork",
+    "anon_vma_prepare",
     "find_mappings",
+    "find_mergeable_anon_vma",
     "linear_page_index",
+    "new_lineage",
     "page_add_anon_rmap",
     "page_add_new_anon_rmap",
     "page_dup_rmap",

@@ -12,10 +12,11 @@ What it adds to the 2010 scheme:
   - the reuse rule (commit 7a3ef208e662, refined by 2555283eb40d): at fork,
     a VMA takes over an ancestor anon_vma with no active VMAs and fewer
     than two children instead of allocating one, which bounds anon_vmas to
-    at most twice the VMAs in fork chains (REFERENCES.md row 4).
+    at most twice the VMAs in fork chains (docs/references.md: Rik van Riel
+    <502D42E5.7090403@redhat.com>, 2012, and commit 7a3ef208e662).
 
 Sizes on x86_64 are this machine's /proc/slabinfo object sizes: anon_vma
-104, anon_vma_chain 64 (REFERENCES.md row 2b).
+104, anon_vma_chain 64 (docs/references.md and docs/struct-sizes.md).
 
 The interval tree is modelled by its answer, not its nodes: the walk
 examines (and is charged for) exactly the avcs whose range covers the

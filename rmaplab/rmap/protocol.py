@@ -9,9 +9,9 @@ at a time); the shared bookkeeping (mapcount, refcount, page->index) is done
 by rmap.core before or after the hook.
 
 Kernel call sites, by hook:
-  mm_init / mm_dup / mm_exit      exec_rmap, dup_rmap, exit_rmap (seed 000)
-  vma_prepare                     anon_vma_prepare (first anonymous page)
-  vma_fork                        anon_vma_fork (dup_mmap)
+  mm_init / mm_dup / mm_exit      exec_rmap, dup_rmap, exit_rmap (anonmm, 2004)
+  vma_prepare                     anon_vma_prepare (first anonymous page, rmap.core)
+  vma_fork                        anon_vma_fork (dup_mmap, through rmap.core.anon_vma_fork)
   vma_clone                       anon_vma_clone (split_vma, vma_expand importer, copy_vma)
   vma_unlink                      unlink_anon_vmas (free_pgtables, error paths)
   vma_merge                       anon_vma_merge (a VMA absorbed by its neighbour)
@@ -32,17 +32,28 @@ Kernel call sites, by hook:
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from ..machine import Machine
-    from ..mm_types import MM, VMA
+from ..mm_types import MM, VMA, Task
+from ..page_alloc import FrameTable
+from ..slab import Slab
+from ..uapi import Walks
+
+
+class RmapContext(Protocol):
+    """What a scheme reads of the machine state (mm_state.MMState): the
+    frames, the slabs, the event counters, and the tasks (for check())."""
+
+    frames: FrameTable
+    slab: Slab
+    counters: dict[str, int]
+    tasks: dict[str, Task]
 
 
 class WalkStats:
-    """What rmap walks visited, cumulatively (TRACE_FORMAT.md `walks`)."""
+    """What rmap walks visited, cumulatively (docs/trace-format.md `walks`)."""
 
     __slots__ = ("count", "anon_vmas", "vmas", "ptes", "listed")
 
@@ -53,7 +64,7 @@ class WalkStats:
         self.ptes = 0
         self.listed = 0  # what a walk that never stops early would examine
 
-    def as_dict(self) -> dict[str, int]:
+    def as_dict(self) -> Walks:
         return {"count": self.count, "anon_vmas": self.anon_vmas, "vmas": self.vmas,
                 "ptes": self.ptes, "listed": self.listed}
 
@@ -68,11 +79,11 @@ class RmapScheme:
     #: rule); Andrea Arcangeli's 2004 anon_vma is shared by a whole fork family
     anon_vma_mirrors_lineage = True
     #: RmapWalkControl kinds whose rmap_one takes the mm's page_table_lock with
-    #: a trylock (seed 001's try_to_unmap, seed 000's page_referenced too):
+    #: a trylock (pte_chain's try_to_unmap, anonmm's page_referenced too):
     #: counted in counters["trylock"]
     trylock_walks: frozenset[str] = frozenset()
 
-    def __init__(self, m: Machine) -> None:
+    def __init__(self, m: RmapContext) -> None:
         self.m = m
 
     # -- mm lifecycle -----------------------------------------------------

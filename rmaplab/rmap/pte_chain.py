@@ -1,5 +1,8 @@
 # SPDX-License-Identifier: GPL-2.0-only
-"""Scheme ``pte_chain``: Rik van Riel's 2002 pte-based rmap (seed 001, Linux 2.5).
+"""Scheme ``pte_chain``: Rik van Riel's 2002 pte-based rmap (Linux 2.5).
+
+Rik van Riel's pte_chain reverse mapping, mm/rmap.c of Linux 2.5 (2002;
+docs/references.md).
 
 Every page knows each page table entry that maps it. A page mapped once
 holds a direct pointer to its PTE (PG_direct); a second mapping converts
@@ -24,12 +27,12 @@ walks.anon_vmas stays 0, and every entry is a PTE that maps the page.
 try_to_unmap_one takes the mm's page_table_lock with a trylock, because
 its lock order is the opposite of the fault path's: counters["trylock"]
 counts the attempts (trylock_fail stays 0 until a contention model
-exists). SWAP_FAIL on VM_LOCKED is the shared try_to_unmap's; seed 001's
+exists). SWAP_FAIL on VM_LOCKED is the shared try_to_unmap's; that rmap's
 loop went on past a SWAP_FAIL and unmapped the other PTEs, the shared one
 stops at the first, as every other scheme does. With the newest-first
 order that can leave a different set of PTEs when an unmap fails part-way
 (a lazily freed page another mapping dirtied): docs/divergences.md, entry 8.
-pte_chain nodes are GFP_ATOMIC in seed 001 with no failure path, so they
+pte_chain nodes are GFP_ATOMIC there with no failure path, so they
 are accounted in the slab without failure injection.
 
 Invariants (check()): a frame with mapcount 1 has a direct pointer, one
@@ -37,7 +40,7 @@ with mapcount k >= 2 a chain of k distinct entries and no direct pointer,
 an unmapped frame neither; every entry names a live mm; live pte_chain
 nodes = the sum of chain lengths.
 
-Lock order (seed 001): pagemap_lru_lock -> mm->page_table_lock -> the
+Lock order (that rmap.c's): pagemap_lru_lock -> mm->page_table_lock -> the
 page's pte_chain_lock (PG_chainlock); swapout trylocks the page_table_lock.
 """
 
@@ -57,7 +60,7 @@ if TYPE_CHECKING:
 MM_SHIFT = 36  # user addresses are below 2^48: vpns fit in 36 bits
 VPN_MASK = (1 << MM_SHIFT) - 1
 
-# Bytes: see docs/struct-sizes.md (struct pte_chain of seed 001; the
+# Bytes: see docs/struct-sizes.md (struct pte_chain of 2002; the
 # page->pte union each struct page carries).
 SIZES = {
     "x86_64": {"pte_chain": 16, "page_field": 8},
@@ -85,7 +88,7 @@ class PteChainScheme(RmapScheme):
             self.direct = d
 
     def _nodes(self, delta: int) -> None:
-        """pte_chain_alloc/free: GFP_ATOMIC in seed 001, never failed here."""
+        """pte_chain_alloc/free: GFP_ATOMIC in 2002, never failed here."""
         self.nodes += delta
         slab = self.m.slab
         slab.live["pte_chain"] += delta
@@ -133,7 +136,7 @@ class PteChainScheme(RmapScheme):
         """page_remove_rmap for each (frame, pte pointer).
 
         Cost: one chain operation per PTE (counters["rmap_ops"]); O(1) each
-        here, a search from the chain's head in seed 001.
+        here, a search from the chain's head in 2002.
         """
         direct = self.direct
         hit = direct[frames] == keys

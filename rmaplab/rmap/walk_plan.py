@@ -30,7 +30,7 @@ function takes (a prefix sum over candidates per distinct page offset).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -40,7 +40,7 @@ from ..mm_types import PTE_PRESENT, PTE_SHIFT, PTE_YOUNG
 from ..page_alloc import PG_REFERENCED
 
 if TYPE_CHECKING:
-    from ..machine import Machine
+    from ..mm_state import MMState
     from ..mm_types import VMA
 
 _EMPTY = np.zeros(0, np.int64)
@@ -76,81 +76,68 @@ def literal_plan(frames: np.ndarray) -> WalkPlan:
     return WalkPlan(frames=frames, literal=True)
 
 
-def referenced_by_plans(m: Machine, frames: np.ndarray, plans: Iterable[WalkPlan],
-                        visited: np.ndarray | None, listed: np.ndarray | None) -> np.ndarray:
-    """page_referenced for each frame, as page_referenced_batch promises."""
-    from .core import page_referenced
-
+def referenced_by_plan(m: MMState, plan: WalkPlan, sel: np.ndarray, refs: np.ndarray,
+                       visited: np.ndarray | None, listed: np.ndarray | None) -> None:
+    """page_referenced for each frame of a plan that is not literal, as
+    page_referenced_batch promises; sel[j] is the position of
+    plan.frames[j] in refs, visited and listed, which it fills in."""
+    assert not plan.literal  # rmap.core steps literal plans itself
     ft = m.frames
     st = m.walks
-    refs = np.zeros(len(frames), np.int64)
-    pos = {int(f): j for j, f in enumerate(frames.tolist())}
-    for plan in plans:
-        f = plan.frames
-        sel = np.fromiter((pos[x] for x in f.tolist()), np.int64, len(f))
-        if plan.literal:
-            for j, x in zip(sel.tolist(), f.tolist()):
-                before, lbefore = st.vmas, st.listed
-                refs[j] = page_referenced(m, x)
-                if visited is not None:
-                    visited[j] = st.vmas - before
-                if listed is not None:
-                    listed[j] = st.listed - lbefore
-            continue
-        n = len(f)
-        fl = ft.flags[f]
-        refs[sel] += (fl & PG_REFERENCED) != 0
-        ft.flags[f] = fl & ~np.uint32(PG_REFERENCED)
-        mc = ft.mapcount[f].astype(np.int64)
-        walked = mc > 0
-        nw = int(np.count_nonzero(walked))
-        st.count += nw
-        st.anon_vmas += plan.locks * nw
-        hj, hpos, hvid, hi = plan.hit_j, plan.hit_pos, plan.hit_vid, plan.hit_i
-        young = np.zeros(len(hj), bool)
-        if len(hj):
-            # keep only PTEs that map their frame (page_vma_mapped's test)
-            ptes = np.empty(len(hj), np.int64)
-            order = np.argsort(hvid, kind="stable")
-            bounds = np.flatnonzero(np.diff(hvid[order])) + 1
-            for part in np.split(order, bounds):
-                ptes[part] = plan.vmas[int(hvid[part[0]])].pt[hi[part]]
-            mask = ~((1 << PTE_SHIFT) - 1) | PTE_PRESENT
-            ok = (ptes & mask) == ((f[hj] << PTE_SHIFT) | PTE_PRESENT)
-            hj, hpos, hvid, hi, ptes = hj[ok], hpos[ok], hvid[ok], hi[ok], ptes[ok]
-            young = (ptes & PTE_YOUNG) != 0
-        # each walk stops right after its mapcount-th mapping
-        o = np.lexsort((hpos, hj))
-        hj_s, hpos_s = hj[o], hpos[o]
-        cnt = np.bincount(hj_s, minlength=n)
-        first = np.cumsum(cnt) - cnt
-        rank = np.arange(len(hj_s)) - first[hj_s]
-        stopper = rank == mc[hj_s] - 1
-        examined = plan.listed.astype(np.int64).copy()
-        examined[hj_s[stopper]] = hpos_s[stopper] + 1
-        examined[~walked] = 0
-        seen = hpos < examined[hj]
-        clear = seen & young
-        if clear.any():
-            np.add.at(refs, sel[hj[clear]], 1)
-            cv, ci = hvid[clear], hi[clear]
-            order = np.argsort(cv, kind="stable")
-            bounds = np.flatnonzero(np.diff(cv[order])) + 1
-            for part in np.split(order, bounds):
-                vma = plan.vmas[int(cv[part[0]])]
-                vma.pt[ci[part]] &= ~np.int64(PTE_YOUNG)
-        st.vmas += int(examined.sum())
-        st.listed += int(plan.listed[walked].sum())
-        jw = np.flatnonzero(walked)
-        if len(jw) and plan.costs is not None:
-            p, t = plan.costs(jw, examined[jw])
-            st.ptes += int(p.sum())
-            m.counters["trylock"] += int(t.sum())
-        if visited is not None:
-            visited[sel] = examined
-        if listed is not None:
-            listed[sel] = np.where(walked, plan.listed, 0)
-    return refs
+    f = plan.frames
+    n = len(f)
+    fl = ft.flags[f]
+    refs[sel] += (fl & PG_REFERENCED) != 0
+    ft.flags[f] = fl & ~np.uint32(PG_REFERENCED)
+    mc = ft.mapcount[f].astype(np.int64)
+    walked = mc > 0
+    nw = int(np.count_nonzero(walked))
+    st.count += nw
+    st.anon_vmas += plan.locks * nw
+    hj, hpos, hvid, hi = plan.hit_j, plan.hit_pos, plan.hit_vid, plan.hit_i
+    young = np.zeros(len(hj), bool)
+    if len(hj):
+        # keep only PTEs that map their frame (page_vma_mapped's test)
+        ptes = np.empty(len(hj), np.int64)
+        order = np.argsort(hvid, kind="stable")
+        bounds = np.flatnonzero(np.diff(hvid[order])) + 1
+        for part in np.split(order, bounds):
+            ptes[part] = plan.vmas[int(hvid[part[0]])].pt[hi[part]]
+        mask = ~((1 << PTE_SHIFT) - 1) | PTE_PRESENT
+        ok = (ptes & mask) == ((f[hj] << PTE_SHIFT) | PTE_PRESENT)
+        hj, hpos, hvid, hi, ptes = hj[ok], hpos[ok], hvid[ok], hi[ok], ptes[ok]
+        young = (ptes & PTE_YOUNG) != 0
+    # each walk stops right after its mapcount-th mapping
+    o = np.lexsort((hpos, hj))
+    hj_s, hpos_s = hj[o], hpos[o]
+    cnt = np.bincount(hj_s, minlength=n)
+    first = np.cumsum(cnt) - cnt
+    rank = np.arange(len(hj_s)) - first[hj_s]
+    stopper = rank == mc[hj_s] - 1
+    examined = plan.listed.astype(np.int64).copy()
+    examined[hj_s[stopper]] = hpos_s[stopper] + 1
+    examined[~walked] = 0
+    seen = hpos < examined[hj]
+    clear = seen & young
+    if clear.any():
+        np.add.at(refs, sel[hj[clear]], 1)
+        cv, ci = hvid[clear], hi[clear]
+        order = np.argsort(cv, kind="stable")
+        bounds = np.flatnonzero(np.diff(cv[order])) + 1
+        for part in np.split(order, bounds):
+            vma = plan.vmas[int(cv[part[0]])]
+            vma.pt[ci[part]] &= ~np.int64(PTE_YOUNG)
+    st.vmas += int(examined.sum())
+    st.listed += int(plan.listed[walked].sum())
+    jw = np.flatnonzero(walked)
+    if len(jw) and plan.costs is not None:
+        p, t = plan.costs(jw, examined[jw])
+        st.ptes += int(p.sum())
+        m.counters["trylock"] += int(t.sum())
+    if visited is not None:
+        visited[sel] = examined
+    if listed is not None:
+        listed[sel] = np.where(walked, plan.listed, 0)
 
 
 def prefix_counts(rows: Callable[[np.ndarray], np.ndarray], keys: np.ndarray, k: np.ndarray,
@@ -214,5 +201,5 @@ def vma_of(vmas: list[VMA], vpns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return kk, ok
 
 
-__all__ = ["WalkPlan", "group_by", "literal_plan", "prefix_counts", "referenced_by_plans",
+__all__ = ["WalkPlan", "group_by", "literal_plan", "prefix_counts", "referenced_by_plan",
            "vma_of"]
