@@ -53,7 +53,9 @@ COUNTERS = ("pgfault", "cow", "cow_reuse", "pgscan", "pgsteal", "pswpin", "pswpo
             "swapoff_ptes",
             # rmap: page_add_rmap/page_remove_rmap calls that edit a pte_chain
             # (seed 001: why fork was slow), page_table_lock trylocks taken by
-            # rmap walks (seed 001's try_to_unmap, seed 000's walks), and
+            # rmap walks (seed 001's try_to_unmap, seed 000's walks; trylock_fail,
+            # their failures, stays 0 in replay: one CPU, nothing concurrent;
+            # only the contention model's simulated CPUs fail one), and
             # private copies anonmm forces (mremap, swap-in at another address)
             "rmap_ops", "trylock", "early_cow",
             # seed 003: exclusive mmap_sem taken, VMA splits and merges it cost

@@ -12,8 +12,8 @@ def experiments() -> dict[str, Experiment]:
     from . import aim7, allocator, contention, hierarchy, kbuild, swapoff
 
     return {e.name: e for e in (aim7.EXPERIMENT, hierarchy.EXPERIMENT, kbuild.EXPERIMENT,
-                                contention.EXPERIMENT, contention.RACE, allocator.EXPERIMENT,
-                                swapoff.EXPERIMENT)}
+                                contention.EXPERIMENT, contention.RACE, contention.TRYLOCK,
+                                allocator.EXPERIMENT, swapoff.EXPERIMENT)}
 
 
 __all__ = [

@@ -8,7 +8,9 @@ the share of CPU time spent spinning on locks (in all and per lock class),
 rwsem sleep time, per-class longest hold and queue, and pte_chain's and
 anonmm's failed page_table_lock trylocks. ``race`` runs rmap walks at
 every step boundary of VMA surgery and counts PTEs that exist but are not
-found (rmaplab.contention.race).
+found (rmaplab.contention.race). ``trylock`` runs the same load under
+reclaim that evicts (rmaplab.contention.reclaim): what a failed
+page_table_lock trylock costs reclaim, per scheme against K and N.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 from ..consts import MAX_PAGES
 from ..contention.aim7 import Aim7Params, run_aim7
 from ..contention.race import run_race
+from ..contention.reclaim import ReclaimParams, run_reclaim
 from .base import Claim, Experiment, Plot, within_budget
 
 
@@ -158,5 +161,82 @@ RACE = Experiment(
                 ylabel="PTEs missed by walks at reachable boundaries", kind="bar",
                 xlabels={0: "removed (0)", 1: "kept (1)"},
                 title="race: PTEs that rmap walks miss during VMA surgery")],
+    doc="docs/experiments/contention.md",
+)
+
+
+def run_trylock_point(scheme: str, p: dict) -> dict:
+    params = ReclaimParams(cpus=int(p["cpus"]), procs=int(p["procs"]), pages=int(p["pages"]),
+                           cow=float(p["cow"]), slices=int(p["slices"]),
+                           reclaim=int(p["reclaim"]), rounds=int(p["rounds"]),
+                           seed=int(p["seed"]), batch=int(p["batch"]),
+                           kswapd=int(p["kswapd"]))
+    return dict(run_reclaim(scheme, params))
+
+
+def _again(records: list[dict]) -> str:
+    top_k = max(r["cpus"] for r in records)
+    low_k = min(r["cpus"] for r in records)
+    out = []
+    for r in records:
+        if r["cpus"] != top_k:
+            continue
+        base = next((b for b in records if b["scheme"] == r["scheme"]
+                     and b["procs"] == r["procs"] and b["cpus"] == low_k), None)
+        was = f" ({base['scanned_per_freed']:.2f} at K={low_k})" if base is not None else ""
+        out.append(f"{r['scheme']} N={r['procs']} K={top_k}: {r['swap_again']:,} SWAP_AGAIN, "
+                   f"{r['scanned_per_freed']:.2f} pages scanned per page freed{was}")
+    return "; ".join(out) if out else "(no record)"
+
+
+TRYLOCK = Experiment(
+    name="trylock",
+    title="Reclaim on K CPUs: what failed page_table_lock trylocks cost",
+    params={"cpus": [1, 2, 4, 8, 16], "procs": [10, 100], "pages": [1000], "cow": [1.0],
+            "slices": [10], "reclaim": [1], "rounds": [1], "seed": [1], "batch": [32],
+            "kswapd": [1]},
+    limits={"cpus": (1, 1024), "procs": (1, 100_000), "pages": (1, MAX_PAGES),
+            "cow": (0.0, 1.0), "slices": (1, 10_000), "reclaim": (0, MAX_PAGES),
+            "rounds": (1, 10_000), "batch": (1, MAX_PAGES), "kswapd": (0, 1024)},
+    check=lambda p: within_budget(p["pages"] * (1 + p["procs"] * p["cow"]),
+                                  "procs x pages x cow"),
+    run=run_trylock_point,
+    columns=("scanned_per_freed", "walks_per_freed", "swap_again", "rescans", "trylock_fail",
+             "refs_unseen", "reclaim_us_per_freed", "reclaim_ms", "freed", "throughput_jpm",
+             "wall_s"),
+    legend={"cpus": ("cpus", "simulated CPUs (K)"),
+            "procs": ("procs", "processes of the forking load (N)"),
+            "scanned_per_freed": ("scan/free", "pages reclaim scanned per page it freed"),
+            "walks_per_freed": ("walks/free", "rmap walks (page_referenced and try_to_unmap) "
+                                              "per page freed"),
+            "swap_again": ("again", "try_to_unmap walks that missed a page_table_lock trylock "
+                                    "(SWAP_AGAIN: the page stays mapped, back on the LRU)"),
+            "rescans": ("rescans", "scans of a page an earlier try_to_unmap left mapped"),
+            "trylock_fail": ("tryfail", "failed page_table_lock trylocks, both walks"),
+            "refs_unseen": ("unseen", "PTEs page_referenced skipped on a failed trylock "
+                                      "(anonmm: the reference is not counted)"),
+            "reclaim_us_per_freed": ("us/free", "simulated time in reclaim per page freed, "
+                                                "lock waits included, microseconds"),
+            "reclaim_ms": ("reclaim ms", "simulated time in reclaim, all reclaimers, "
+                                         "milliseconds"),
+            "freed": ("freed", "pages reclaim freed (took the last PTE of)"),
+            "throughput_jpm": ("jobs/min", "jobs (fork + COW + exit) per simulated minute")},
+    claims=[Claim(row="-", text="pte_chain's try_to_unmap_one trylocks the mm's "
+                                "page_table_lock and returns SWAP_AGAIN on a miss: the page "
+                                "stays mapped and goes round the LRU again (anonmm's walks "
+                                "trylock too; the object-based schemes wait for the lock)",
+                  published="no published figure; the mechanism is Rik van Riel's "
+                            "try_to_unmap (mm/rmap.c, 'Simple, low overhead pte-based reverse "
+                            "mapping scheme', Linux 2.5.27, July 2002)",
+                  ours=_again)],
+    plots=[Plot(x="cpus", y="scanned_per_freed", xlabel="CPUs (K)", logx=True, dash="procs",
+                ylabel="pages scanned per page freed",
+                title="trylock: pages reclaim scans per page it frees"),
+           Plot(x="cpus", y="swap_again", xlabel="CPUs (K)", logx=True, dash="procs",
+                ylabel="try_to_unmap calls that returned SWAP_AGAIN",
+                title="trylock: SWAP_AGAIN from failed page_table_lock trylocks"),
+           Plot(x="cpus", y="reclaim_us_per_freed", xlabel="CPUs (K)", logx=True, dash="procs",
+                logy=True, ylabel="simulated µs in reclaim per page freed",
+                title="trylock: reclaim time per page freed")],
     doc="docs/experiments/contention.md",
 )
