@@ -189,7 +189,7 @@ class Reclaimer:
         missed = yield from self.walk(frame, unmap=True)
         if ft.mapcount[frame] <= 0:
             st.freed += 1
-            del self.lru.ticket[frame]
+            self.lru.ticket.pop(frame, None)
             return
         if missed:
             st.swap_again += 1
@@ -225,6 +225,7 @@ class Reclaimer:
         if lk is None:
             return False
         yield Acquire(lk, not load.prof.anon_rwsem or lk.cls != ANON)
+        mapped = int(load.m.frames.mapcount[frame])
         found, vmas, ptes, listed = self.find(frame, unmap)
         st.walks += 1
         hold = c.walk_hold(vmas, ptes)
@@ -252,15 +253,17 @@ class Reclaimer:
             yield Compute(hold - done)
         else:
             yield Compute(hold)
-        result = self.apply(frame, found, won, unmap)
+        result = self.apply(frame, found, won, unmap, len(found) == mapped)
         if unmap and self.try_unmap:
             yield Compute(sum(won) * c.zap_pte)  # the PTEs it won, cleared
         yield Release(lk)
         return result
 
-    def apply(self, frame: int, found: list[Found], won: list[bool], unmap: bool) -> bool:
+    def apply(self, frame: int, found: list[Found], won: list[bool], unmap: bool,
+              every: bool) -> bool:
         """The walk's effect on the PTEs it got the lock of, if they still
-        map frame (a fault or an exit may have changed them meanwhile)."""
+        map frame (a fault or an exit may have changed them meanwhile);
+        every: the walk met every mapping."""
         m, st = self.load.m, self.st
         seen = False
         for x, got in zip(found, won):
@@ -282,7 +285,7 @@ class Reclaimer:
         if not unmap:
             # anonmm migrates a page off an extinct mm only when its walk
             # counted every mapping down (no trylock missed)
-            m.rmap.referenced_end(frame, all(won) and len(found) >= 1)
+            m.rmap.referenced_end(frame, every and all(won))
             return seen
         return not all(won)
 

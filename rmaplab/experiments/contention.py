@@ -201,7 +201,8 @@ TRYLOCK = Experiment(
     check=lambda p: within_budget(p["pages"] * (1 + p["procs"] * p["cow"]),
                                   "procs x pages x cow"),
     run=run_trylock_point,
-    columns=("scanned_per_freed", "walks_per_freed", "swap_again", "rescans", "trylock_fail",
+    columns=("scanned_per_freed", "walks_per_freed", "swap_again", "kept_mapped", "rescans",
+             "trylock_fail",
              "refs_unseen", "reclaim_us_per_freed", "reclaim_ms", "freed", "throughput_jpm",
              "wall_s"),
     legend={"cpus": ("cpus", "simulated CPUs (K)"),
@@ -211,6 +212,8 @@ TRYLOCK = Experiment(
                                               "per page freed"),
             "swap_again": ("again", "try_to_unmap walks that missed a page_table_lock trylock "
                                     "(SWAP_AGAIN: the page stays mapped, back on the LRU)"),
+            "kept_mapped": ("kept", "try_to_unmap walks that left the page mapped with no "
+                                    "trylock missed (a fork mapped it again meanwhile)"),
             "rescans": ("rescans", "scans of a page an earlier try_to_unmap left mapped"),
             "trylock_fail": ("tryfail", "failed page_table_lock trylocks, both walks"),
             "refs_unseen": ("unseen", "PTEs page_referenced skipped on a failed trylock "
