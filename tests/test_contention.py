@@ -349,6 +349,9 @@ def test_contention_and_race_experiments(tmp_path: Path) -> None:
     assert sorted((r["scheme"], r["cpus"]) for r in recs) == [
         ("modern", 1), ("modern", 4), ("pte_chain", 1), ("pte_chain", 4)]
     assert all(r["swap_again"] == 0 for r in recs if r["scheme"] == "modern")
+    said = exp.claims[0].ours(recs)
+    assert said.startswith("K=4, ") and "N=4: pte_chain " in said and "modern 0 SWAP_AGAIN" in said
+    assert exp.claims[0].published.startswith("no published figure; the mechanism is Rik van Riel")
     files = {f.name for f in write_outputs(exp, recs, tmp_path)}
     assert {"trylock.csv", "trylock-scanned_per_freed.png", "trylock-swap_again.png",
             "trylock-reclaim_us_per_freed.png"} <= files

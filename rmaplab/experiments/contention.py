@@ -21,6 +21,14 @@ from ..contention.race import run_race
 from ..contention.reclaim import ReclaimParams, run_reclaim
 from .base import Claim, Experiment, Plot, within_budget
 
+#: the published context of the trylock claims: a mechanism, not a figure
+NO_FIGURE = ("no published figure; the mechanism is Rik van Riel's try_to_unmap (mm/rmap.c, "
+             "'Simple, low overhead pte-based reverse mapping scheme', Linux 2.5.27, July 2002)")
+
+
+#: the schemes that trylock first, then the ones that wait
+TRYLOCK_ORDER = ("pte_chain", "anonmm", "anon_vma", "anon_vma_chain", "modern")
+
 
 def run(scheme: str, p: dict) -> dict:
     params = Aim7Params(cpus=int(p["cpus"]), procs=int(p["procs"]), pages=int(p["pages"]),
@@ -113,8 +121,8 @@ EXPERIMENT = Experiment(
                   published="kernbench system s: anonmm 83.85, anon_vma 83.69 (no memory "
                             "pressure)", ours=_same),
             Claim(row="-", text="pte_chain's try_to_unmap trylocks page_table_lock and returns "
-                                "SWAP_AGAIN when it fails (seed 001)",
-                  published="no figure; the mechanism", ours=_trylock)],
+                                "SWAP_AGAIN when it fails (its consequence: experiment trylock)",
+                  published=NO_FIGURE, ours=_trylock)],
     plots=[Plot(x="cpus", y="throughput_jpm", xlabel="CPUs (K)", logx=True, dash="procs",
                 ylabel="jobs (fork + COW + exit) per simulated minute",
                 title="contention: throughput against CPUs"),
@@ -175,18 +183,32 @@ def run_trylock_point(scheme: str, p: dict) -> dict:
 
 
 def _again(records: list[dict]) -> str:
-    top_k = max(r["cpus"] for r in records)
-    low_k = min(r["cpus"] for r in records)
+    """Per N at the most CPUs: SWAP_AGAINs and pages scanned per page freed
+    (on the fewest CPUs in brackets); the object-based schemes in one entry."""
+    top_k, low_k = max(r["cpus"] for r in records), min(r["cpus"] for r in records)
+    by = {(r["scheme"], r["procs"], r["cpus"]): r for r in records}
     out = []
-    for r in records:
-        if r["cpus"] != top_k:
-            continue
-        base = next((b for b in records if b["scheme"] == r["scheme"]
-                     and b["procs"] == r["procs"] and b["cpus"] == low_k), None)
-        was = f" ({base['scanned_per_freed']:.2f} at K={low_k})" if base is not None else ""
-        out.append(f"{r['scheme']} N={r['procs']} K={top_k}: {r['swap_again']:,} SWAP_AGAIN, "
-                   f"{r['scanned_per_freed']:.2f} pages scanned per page freed{was}")
-    return "; ".join(out) if out else "(no record)"
+    for n in sorted({r["procs"] for r in records}):
+        parts, objs = [], []
+        present = {r["scheme"] for r in records if r["procs"] == n}
+        for s in sorted(present, key=lambda s: (TRYLOCK_ORDER.index(s)
+                                                if s in TRYLOCK_ORDER else 9, s)):
+            r, base = by.get((s, n, top_k)), by.get((s, n, low_k))
+            if r is None:
+                continue
+            was = f" ({base['scanned_per_freed']:.2f})" if base is not None else ""
+            entry = (r["swap_again"], f"{r['scanned_per_freed']:.2f}{was}")
+            if s in ("pte_chain", "anonmm"):
+                parts.append(f"{s} {entry[0]:,} SWAP_AGAIN, {entry[1]}")
+            else:
+                objs.append((s, entry))
+        if objs:
+            again = sum(e[0] for _, e in objs)
+            parts.append(f"{', '.join(s for s, _ in objs)} {again:,} SWAP_AGAIN, "
+                         + ", ".join(e[1] for _, e in objs))
+        out.append(f"N={n}: " + "; ".join(parts))
+    return (f"K={top_k}, pages scanned per page freed (on {low_k} CPU{'s' * (low_k > 1)}): "
+            + " | ".join(out)) if out else "(no record)"
 
 
 TRYLOCK = Experiment(
@@ -228,10 +250,7 @@ TRYLOCK = Experiment(
                                 "page_table_lock and returns SWAP_AGAIN on a miss: the page "
                                 "stays mapped and goes round the LRU again (anonmm's walks "
                                 "trylock too; the object-based schemes wait for the lock)",
-                  published="no published figure; the mechanism is Rik van Riel's "
-                            "try_to_unmap (mm/rmap.c, 'Simple, low overhead pte-based reverse "
-                            "mapping scheme', Linux 2.5.27, July 2002)",
-                  ours=_again)],
+                  published=NO_FIGURE, ours=_again)],
     plots=[Plot(x="cpus", y="scanned_per_freed", xlabel="CPUs (K)", logx=True, dash="procs",
                 ylabel="pages scanned per page freed",
                 title="trylock: pages reclaim scans per page it frees"),
