@@ -162,7 +162,8 @@ class Reclaimer:
         self.ptl_ref = load.prof.walk_lock != "page"
 
     def shrink(self, nr: int) -> Steps:
-        """Reclaim from up to nr pages off the LRU's old end."""
+        """shrink_inactive_list: up to nr pages off the LRU's old end, each
+        through shrink_page."""
         t0 = self.load.sim.now
         m = self.load.m
         for _ in range(nr):
@@ -173,6 +174,8 @@ class Reclaimer:
         self.st.time += self.load.sim.now - t0
 
     def shrink_page(self, entry: tuple[int, int]) -> Steps:
+        """shrink_page_list for one page: page_referenced, then try_to_unmap;
+        freed, or back to the LRU's young end."""
         st, ft = self.st, self.load.m.frames
         frame = entry[0]
         st.scanned += 1
