@@ -97,7 +97,9 @@ class Counters(TypedDict):
     rmap_ops counts page_add_rmap/page_remove_rmap calls that edit a
     pte_chain (why fork was slow under Rik van Riel's 2002 pte_chain rmap);
     trylock the page_table_lock trylocks rmap walks take (pte_chain's
-    try_to_unmap, anonmm's walks); early_cow the private copies anonmm
+    try_to_unmap, anonmm's walks; trylock_fail, their failures, stays 0 in
+    replay, one CPU with nothing concurrent: only the contention model's
+    simulated CPUs fail one); early_cow the private copies anonmm
     forces (mremap, swap-in at another address); mmap_sem_write, vma_split
     and vma_merge what volatile ranges (Minchan Kim's RFC v3, December 2012)
     cost in exclusive mmap_sem and VMA surgery.

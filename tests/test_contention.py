@@ -19,10 +19,14 @@ from rmaplab.contention import (
     TryLocks,
     run_aim7,
 )
+from rmaplab.contention.aim7 import PARENT
+from rmaplab.contention.costs import Costs
 from rmaplab.contention.profiles import PROFILES, lock_object
 from rmaplab.contention.race import run_race, run_scenario
+from rmaplab.contention.reclaim import ReclaimLoad, ReclaimParams, run_reclaim
 from rmaplab.experiments import experiments, run_experiment, write_outputs
 from rmaplab.machine import Machine
+from rmaplab.mm_types import PTE_YOUNG
 from rmaplab.rmap import SCHEMES
 
 # -- the event core, by hand ----------------------------------------------------------------
@@ -180,6 +184,107 @@ def test_every_scheme_runs() -> None:
         assert abs(r["busy_share"] + r["wait_share"] + r["idle_share"] - 1) < 1e-9
 
 
+# -- reclaim that evicts, and SWAP_AGAIN ----------------------------------------------------
+
+
+def _held_child_ptl(scheme: str, hold: float) -> ReclaimLoad:
+    """A parent of 4 pages and one forked child, every PTE old; on CPU 0 a
+    job holds the child's page_table_lock over [0, hold); on CPU 1 reclaim
+    scans the LRU until it is empty. A walk costs 1 s plus 1 s per PTE it
+    looks at; nothing else costs time."""
+    load = ReclaimLoad(scheme, ReclaimParams(cpus=2, procs=1, pages=4, kswapd=0),
+                       Costs(walk=1.0, vma=0.0, pte=1.0, zap_pte=0.0))
+    load.m.fork(PARENT, "c")
+    for name in (PARENT, "c"):
+        for vma in load.mm_of(name).vmas:
+            vma.pt &= ~PTE_YOUNG
+    ptl = load.ptl(load.mm_of("c"))
+
+    def holder():
+        yield Acquire(ptl)
+        yield Compute(hold)
+        yield Release(ptl)
+
+    load.sim.spawn(holder())
+    load.sim.spawn(load.reclaimer.shrink(100))
+    load.sim.run()
+    return load
+
+
+@pytest.mark.skipif("pte_chain" not in SCHEMES, reason="pte_chain scheme absent")
+def test_swap_again_by_hand_pte_chain() -> None:
+    # Each page has 2 PTEs (parent, child): page_referenced takes 3 s (no
+    # page table lock in pte_chain's), try_to_unmap 3 s, its trylocks at 2 s
+    # and 3 s into it. Page 1: unmap over [3, 6], the child's lock is held:
+    # SWAP_AGAIN, the parent's PTE goes, the child's stays. Page 2: [9, 12],
+    # the same. Pages 3 and 4 ([15, 18], [21, 24]): freed. Then pages 1 and
+    # 2 come round again with one PTE each (2 s + 2 s): freed at 28 and 32.
+    load = _held_child_ptl("pte_chain", 13.0)
+    st = load.reclaimer.st
+    assert (st.scanned, st.freed, st.swap_again, st.rescans) == (6, 4, 2, 2)
+    assert (st.trylock_fail, st.walks, st.unmapped, st.unseen) == (2, 12, 8, 0)
+    assert st.time == 32.0 and load.sim.now == 32.0
+    assert load.m.counters["trylock_fail"] == 2
+    assert int(load.m.frames.mapcount[1:].sum()) == 0  # all four pages are gone
+    load.m.check()
+    # held a moment shorter than page 2's trylock: only page 1 comes round again
+    st = _held_child_ptl("pte_chain", 7.0).reclaimer.st
+    assert (st.scanned, st.freed, st.swap_again, st.rescans) == (5, 4, 1, 1)
+
+
+@pytest.mark.skipif("anonmm" not in SCHEMES, reason="anonmm scheme absent")
+def test_swap_again_by_hand_anonmm() -> None:
+    # as pte_chain, but page_referenced_one trylocks too: on pages 1 and 2 it
+    # misses the child (the reference is not seen, the walk goes on to the
+    # list's end: both mms), then try_to_unmap misses it as well
+    load = _held_child_ptl("anonmm", 13.0)
+    st = load.reclaimer.st
+    assert (st.scanned, st.freed, st.swap_again, st.rescans) == (6, 4, 2, 2)
+    assert (st.trylock_fail, st.unseen) == (4, 2)
+    assert st.time == 32.0
+    load.m.check()
+
+
+def test_object_based_walks_wait_for_the_lock_by_hand() -> None:
+    # spin_lock instead of a trylock: page 1's page_referenced waits for the
+    # child's lock until 13, its try_to_unmap takes 3 s, pages 2-4 6 s each
+    for s in ("anon_vma", "anon_vma_chain", "modern"):
+        if s not in SCHEMES:
+            continue
+        load = _held_child_ptl(s, 13.0)
+        st = load.reclaimer.st
+        assert (st.scanned, st.freed, st.swap_again, st.trylock_fail) == (4, 4, 0, 0), s
+        assert st.time == 34.0, s
+
+
+RSMALL = {"procs": 16, "pages": 32, "slices": 2}
+
+
+def test_object_based_schemes_never_swap_again() -> None:
+    for s in ("anon_vma", "anon_vma_chain", "modern"):
+        if s not in SCHEMES:
+            continue
+        r = run_reclaim(s, ReclaimParams(cpus=8, **RSMALL))
+        assert r["freed"] > 0 and r["scanned"] >= r["freed"], s
+        assert r["swap_again"] == 0 and r["trylock_fail"] == 0 and r["refs_unseen"] == 0, s
+
+
+@pytest.mark.skipif("pte_chain" not in SCHEMES, reason="pte_chain scheme absent")
+def test_pte_chain_scans_per_freed_rise_with_cpus() -> None:
+    r = {k: run_reclaim("pte_chain", ReclaimParams(cpus=k, **RSMALL)) for k in (1, 4, 16)}
+    assert r[1]["swap_again"] == 0 and r[1]["trylock_fail"] == 0  # one CPU: none fails
+    assert 0 < r[4]["swap_again"] < r[16]["swap_again"]
+    assert r[1]["scanned_per_freed"] < r[4]["scanned_per_freed"] < r[16]["scanned_per_freed"]
+    assert r[16]["rescans"] > 0
+    one = run_reclaim("modern", ReclaimParams(cpus=1, **RSMALL))
+    assert one["scanned_per_freed"] == r[1]["scanned_per_freed"]  # no contention, same LRU
+
+
+def test_reclaim_same_seed_same_numbers() -> None:
+    a = run_reclaim("anonmm", ReclaimParams(cpus=4, seed=2, **RSMALL))
+    assert a == run_reclaim("anonmm", ReclaimParams(cpus=4, seed=2, **RSMALL))
+
+
 # -- the race study ----------------------------------------------------------------------------
 
 
@@ -238,6 +343,18 @@ def test_contention_and_race_experiments(tmp_path: Path) -> None:
     files = {f.name for f in write_outputs(exp, recs, tmp_path)}
     assert {"contention.csv", "contention-throughput_jpm.png",
             "contention-wait_share.png"} <= files
+    exp = experiments()["trylock"]
+    recs = run_experiment(exp, schemes=["pte_chain", "modern"],
+                          params=["cpus=1,4", "procs=4", "pages=8", "batch=8"], progress=False)
+    assert sorted((r["scheme"], r["cpus"]) for r in recs) == [
+        ("modern", 1), ("modern", 4), ("pte_chain", 1), ("pte_chain", 4)]
+    assert all(r["swap_again"] == 0 for r in recs if r["scheme"] == "modern")
+    said = exp.claims[0].ours(recs)
+    assert said.startswith("K=4, ") and "N=4: pte_chain " in said and "modern 0 SWAP_AGAIN" in said
+    assert exp.claims[0].published.startswith("no published figure; the mechanism is Rik van Riel")
+    files = {f.name for f in write_outputs(exp, recs, tmp_path)}
+    assert {"trylock.csv", "trylock-scanned_per_freed.png", "trylock-swap_again.png",
+            "trylock-reclaim_us_per_freed.png"} <= files
     race = experiments()["race"]
     recs = run_experiment(race, schemes=["modern"], params=["pages=8"], progress=False)
     assert [r["misses_open"] for r in recs] == [0, 0]

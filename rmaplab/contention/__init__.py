@@ -10,10 +10,13 @@ Riel's anon_vma_chain posting and Nick Piggin's objection, on the model
                root rwsem, page_table_lock, mmlist_lock, pte_chain lock)
   aim7.py      the AIM7-like forking load run on a real Machine inside the
                simulation: forks, COW faults, exits and reclaim walks
+  reclaim.py   the same load under reclaim that evicts over an LRU, where a
+               failed page_table_lock trylock leaves a page mapped
+               (SWAP_AGAIN) to be scanned again
   race.py      rmap walks run at the step boundaries of VMA surgery
                (Machine.surgery_point): PTEs that exist but are not found
 
-Experiments: ``contention`` and ``race`` (docs/experiments/contention.md).
+Experiments: ``contention``, ``trylock`` and ``race`` (docs/experiments/contention.md).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from __future__ import annotations
 from .aim7 import Aim7, Aim7Params, run_aim7
 from .costs import DEFAULT_COSTS, Costs
 from .profiles import PROFILES, LockProfile, profile
+from .reclaim import ReclaimLoad, ReclaimParams, run_reclaim
 from .sim import PREEMPT, Acquire, Compute, Lock, Release, Sim, TryLocks
 
 __all__ = [
@@ -34,9 +38,12 @@ __all__ = [
            "Costs",
            "Lock",
            "LockProfile",
+           "ReclaimLoad",
+           "ReclaimParams",
            "Release",
            "Sim",
            "TryLocks",
            "profile",
            "run_aim7",
+           "run_reclaim",
 ]

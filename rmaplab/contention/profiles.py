@@ -42,8 +42,10 @@ parent's page_table_lock); pte_chain: page_table_lock -> pte_chain lock in
 faults, and the reverse order only with a trylock (try_to_unmap).
 
 The page table lock sections inside a walk that takes (rather than tries)
-it are folded into the walk's hold: the walk does not wait for them and
-faults do not wait for the walk's (each is one PTE long). Which walks
+it are folded into the walk's hold in aim7.py: the walk does not wait for
+them and faults do not wait for the walk's (each is one PTE long).
+reclaim.py takes them, one per mapping found, so its walks wait for a
+fork's or a fault's hold. Which walks
 trylock it is the scheme's own fact (RmapScheme.trylock_walks), not this
 table's.
 """

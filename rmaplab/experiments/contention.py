@@ -9,7 +9,9 @@ the share of CPU time spent spinning on locks (in all and per lock class),
 rwsem sleep time, per-class longest hold and queue, and pte_chain's and
 anonmm's failed page_table_lock trylocks. ``race`` runs rmap walks at
 every step boundary of VMA surgery and counts PTEs that exist but are not
-found (rmaplab.contention.race).
+found (rmaplab.contention.race). ``trylock`` runs the same load under
+reclaim that evicts (rmaplab.contention.reclaim): what a failed
+page_table_lock trylock costs reclaim, per scheme against K and N.
 """
 
 from __future__ import annotations
@@ -17,7 +19,16 @@ from __future__ import annotations
 from ..consts import MAX_PAGES
 from ..contention.aim7 import Aim7Params, run_aim7
 from ..contention.race import run_race
+from ..contention.reclaim import ReclaimParams, run_reclaim
 from .base import Claim, Experiment, Plot, within_budget
+
+#: the published context of the trylock claims: a mechanism, not a figure
+NO_FIGURE = ("no published figure; the mechanism is Rik van Riel's try_to_unmap (mm/rmap.c, "
+             "'Simple, low overhead pte-based reverse mapping scheme', Linux 2.5.27, July 2002)")
+
+
+#: the schemes that trylock first, then the ones that wait
+TRYLOCK_ORDER = ("pte_chain", "anonmm", "anon_vma", "anon_vma_chain", "modern")
 
 
 def run(scheme: str, p: dict) -> dict:
@@ -125,8 +136,8 @@ EXPERIMENT = Experiment(
                             "pressure)", ours=_same),
             Claim(ref="pte-chain-trylock",
                   text="pte_chain's try_to_unmap trylocks page_table_lock and returns "
-                       "SWAP_AGAIN when it fails (Rik van Riel's 2002 rmap)",
-                  published="no figure; the mechanism", ours=_trylock)],
+                       "SWAP_AGAIN when it fails (its consequence: experiment trylock)",
+                  published=NO_FIGURE, ours=_trylock)],
     plots=[Plot(x="cpus", y="throughput_jpm", xlabel="CPUs (K)", logx=True, dash="procs",
                 ylabel="jobs (fork + COW + exit) per simulated minute",
                 title="contention: throughput against CPUs"),
@@ -179,4 +190,108 @@ RACE = Experiment(
                 xlabels={0: "removed (0)", 1: "kept (1)"},
                 title="race: PTEs that rmap walks miss during VMA surgery")],
     doc="docs/experiments/race.md",
+)
+
+
+def run_trylock_point(scheme: str, p: dict) -> dict:
+    params = ReclaimParams(cpus=int(p["cpus"]), procs=int(p["procs"]), pages=int(p["pages"]),
+                           cow=float(p["cow"]), slices=int(p["slices"]),
+                           reclaim=int(p["reclaim"]), rounds=int(p["rounds"]),
+                           seed=int(p["seed"]), batch=int(p["batch"]),
+                           kswapd=int(p["kswapd"]))
+    return dict(run_reclaim(scheme, params))
+
+
+def _again(records: list[dict]) -> str:
+    """Per N at the most CPUs: SWAP_AGAINs and pages scanned per page freed
+    (on the fewest CPUs in brackets); the object-based schemes in one entry."""
+    top_k, low_k = max(r["cpus"] for r in records), min(r["cpus"] for r in records)
+    by = {(r["scheme"], r["procs"], r["cpus"]): r for r in records}
+    out = []
+    for n in sorted({r["procs"] for r in records}):
+        parts, objs = [], []
+        present = {r["scheme"] for r in records if r["procs"] == n}
+        for s in sorted(present, key=lambda s: (TRYLOCK_ORDER.index(s)
+                                                if s in TRYLOCK_ORDER else 9, s)):
+            r, base = by.get((s, n, top_k)), by.get((s, n, low_k))
+            if r is None:
+                continue
+            was = f" ({base['scanned_per_freed']:.2f})" if base is not None else ""
+            entry = (r["swap_again"], f"{r['scanned_per_freed']:.2f}{was}")
+            if s in ("pte_chain", "anonmm"):
+                parts.append(f"{s} {entry[0]:,} SWAP_AGAIN, {entry[1]}")
+            else:
+                objs.append((s, entry))
+        if objs:
+            again = sum(e[0] for _, e in objs)
+            parts.append(f"{', '.join(s for s, _ in objs)} {again:,} SWAP_AGAIN, "
+                         + ", ".join(e[1] for _, e in objs))
+        out.append(f"N={n}: " + "; ".join(parts))
+    return (f"K={top_k}, pages scanned per page freed (on {low_k} CPU{'s' * (low_k > 1)}): "
+            + " | ".join(out)) if out else "(no record)"
+
+
+TRYLOCK = Experiment(
+    name="trylock",
+    param_help={
+        "cpus": "simulated CPUs (K)",
+        "procs": "job slots running at once (each job forks a child)",
+        "pages": "pages the parent maps and writes",
+        "cow": "share of the pages each child writes, 0 to 1",
+        "slices": "time slices a child's writes are spread over (direct reclaim after each)",
+        "reclaim": "reclaim passes a child makes after each slice",
+        "rounds": "jobs per slot counted after warm-up",
+        "seed": "random seed of the schedule",
+        "batch": "pages one reclaim pass takes from the LRU's old end (SWAP_CLUSTER_MAX)",
+        "kswapd": "background reclaimers (kswapd jobs)",
+    },
+    title="Reclaim on K CPUs: what failed page_table_lock trylocks cost",
+    params={"cpus": [1, 2, 4, 8, 16], "procs": [10, 100], "pages": [1000], "cow": [1.0],
+            "slices": [10], "reclaim": [1], "rounds": [1], "seed": [1], "batch": [32],
+            "kswapd": [1]},
+    limits={"cpus": (1, 1024), "procs": (1, 100_000), "pages": (1, MAX_PAGES),
+            "cow": (0.0, 1.0), "slices": (1, 10_000), "reclaim": (0, MAX_PAGES),
+            "rounds": (1, 10_000), "batch": (1, MAX_PAGES), "kswapd": (0, 1024)},
+    check=lambda p: within_budget(p["pages"] * (1 + p["procs"] * p["cow"]),
+                                  "procs x pages x cow"),
+    run=run_trylock_point,
+    columns=("scanned_per_freed", "walks_per_freed", "swap_again", "kept_mapped", "rescans",
+             "trylock_fail",
+             "refs_unseen", "reclaim_us_per_freed", "reclaim_ms", "freed", "throughput_jpm",
+             "wall_s"),
+    legend={"cpus": ("cpus", "simulated CPUs (K)"),
+            "procs": ("procs", "processes of the forking load (N)"),
+            "scanned_per_freed": ("scan/free", "pages reclaim scanned per page it freed"),
+            "walks_per_freed": ("walks/free", "rmap walks (page_referenced and try_to_unmap) "
+                                              "per page freed"),
+            "swap_again": ("again", "try_to_unmap walks that missed a page_table_lock trylock "
+                                    "(SWAP_AGAIN: the page stays mapped, back on the LRU)"),
+            "kept_mapped": ("kept", "try_to_unmap walks that left the page mapped with no "
+                                    "trylock missed (a fork mapped it again meanwhile)"),
+            "rescans": ("rescans", "scans of a page an earlier try_to_unmap left mapped"),
+            "trylock_fail": ("tryfail", "failed page_table_lock trylocks, both walks"),
+            "refs_unseen": ("unseen", "PTEs page_referenced skipped on a failed trylock "
+                                      "(anonmm: the reference is not counted)"),
+            "reclaim_us_per_freed": ("us/free", "simulated time in reclaim per page freed, "
+                                                "lock waits included, microseconds"),
+            "reclaim_ms": ("reclaim ms", "simulated time in reclaim, all reclaimers, "
+                                         "milliseconds"),
+            "freed": ("freed", "pages reclaim freed (took the last PTE of)"),
+            "throughput_jpm": ("jobs/min", "jobs (fork + COW + exit) per simulated minute")},
+    claims=[Claim(ref="pte-chain-trylock",
+                  text="pte_chain's try_to_unmap_one trylocks the mm's "
+                       "page_table_lock and returns SWAP_AGAIN on a miss: the page "
+                       "stays mapped and goes round the LRU again (anonmm's walks "
+                       "trylock too; the object-based schemes wait for the lock)",
+                  published=NO_FIGURE, ours=_again)],
+    plots=[Plot(x="cpus", y="scanned_per_freed", xlabel="CPUs (K)", logx=True, dash="procs",
+                ylabel="pages scanned per page freed",
+                title="trylock: pages reclaim scans per page it frees"),
+           Plot(x="cpus", y="swap_again", xlabel="CPUs (K)", logx=True, dash="procs",
+                ylabel="try_to_unmap calls that returned SWAP_AGAIN",
+                title="trylock: SWAP_AGAIN from failed page_table_lock trylocks"),
+           Plot(x="cpus", y="reclaim_us_per_freed", xlabel="CPUs (K)", logx=True, dash="procs",
+                logy=True, ylabel="simulated µs in reclaim per page freed",
+                title="trylock: reclaim time per page freed")],
+    doc="docs/experiments/trylock.md",
 )

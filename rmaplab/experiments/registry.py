@@ -10,5 +10,5 @@ from .base import Experiment
 def experiments() -> dict[str, Experiment]:
     """Every registered experiment, by name, in the order the docs list them."""
     return {e.name: e for e in (aim7.EXPERIMENT, hierarchy.EXPERIMENT, kbuild.EXPERIMENT,
-                                contention.EXPERIMENT, contention.RACE, allocator.EXPERIMENT,
-                                swapoff.EXPERIMENT)}
+                                contention.EXPERIMENT, contention.RACE, contention.TRYLOCK,
+                                allocator.EXPERIMENT, swapoff.EXPERIMENT)}

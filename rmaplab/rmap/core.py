@@ -180,7 +180,8 @@ def rmap_walk(m: MMState, frame: int, rwc: RmapWalkControl, charge: bool = True)
     Cost: the scheme's candidates (charged to walks.vmas/anon_vmas) plus one
     PTE look-up per candidate whose range covers the page (walks.ptes), and
     one page table trylock per candidate for the walks the scheme trylocks in
-    (counters["trylock"]; none fails until a contention model exists).
+    (counters["trylock"]; none fails here: replay is one CPU with nothing
+    concurrent; rmaplab.contention.reclaim makes them fail).
     """
     st = m.walks if charge else None
     if st is not None:

@@ -26,8 +26,9 @@ A walk examines exactly the chain: walks.vmas counts chain entries,
 walks.anon_vmas stays 0, and every entry is a PTE that maps the page.
 try_to_unmap_one takes the mm's page_table_lock with a trylock, because
 its lock order is the opposite of the fault path's: counters["trylock"]
-counts the attempts (trylock_fail stays 0 until a contention model
-exists). SWAP_FAIL on VM_LOCKED is the shared try_to_unmap's; that rmap's
+counts the attempts. None fails in replay (one CPU, nothing concurrent);
+the contention model's ``trylock`` experiment makes them fail, with
+SWAP_AGAIN's consequence. SWAP_FAIL on VM_LOCKED is the shared try_to_unmap's; that rmap's
 loop went on past a SWAP_FAIL and unmapped the other PTEs, the shared one
 stops at the first, as every other scheme does. With the newest-first
 order that can leave a different set of PTEs when an unmap fails part-way
