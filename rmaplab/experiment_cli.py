@@ -10,7 +10,16 @@ from pathlib import Path
 import click
 from rich.console import Console
 
+from .budget import BudgetError, parse_size
 from .experiments import experiments, print_report, run_experiment, write_outputs
+
+
+def _max_memory(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
+    """--max-memory SIZE as bytes (a bad size: click's usage error, status 2)."""
+    try:
+        return parse_size(value)
+    except BudgetError as e:
+        raise click.BadParameter(str(e).removeprefix(f"--max-memory {value!r}: ")) from None
 
 
 @click.command("experiment")
@@ -21,9 +30,12 @@ from .experiments import experiments, print_report, run_experiment, write_output
               help="Override a parameter's values (repeatable).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("out"),
               show_default=True, help="Directory for CSV, Parquet and plots.")
+@click.option("--max-memory", "max_memory", default=None, metavar="SIZE", callback=_max_memory,
+              help="Host memory a point may use (e.g. 2G; default: what the machine has "
+                   "available); a bigger point is refused before any runs.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def experiment_cmd(name: str, schemes: str | None, params: tuple[str, ...], out: Path,
-                   no_progress: bool) -> None:
+                   max_memory: int | None, no_progress: bool) -> None:
     """Run experiment NAME (see docs/experiments/NAME.md)."""
     from .rmap import SCHEMES
 
@@ -40,7 +52,7 @@ def experiment_cmd(name: str, schemes: str | None, params: tuple[str, ...], out:
         sys.exit(2)
     try:
         records = run_experiment(exp, schemes=chosen, params=params, progress=not no_progress,
-                                 console=console)
+                                 console=console, max_memory=max_memory)
     except ValueError as e:
         click.echo(f"rmaplab experiment: {e}", err=True)
         sys.exit(2)

@@ -16,15 +16,24 @@ from pathlib import Path
 
 import click
 
+from .budget import BudgetError, OverBudget, check_trace, parse_size
 from .machine import DEFAULT_FRAMES, Config, Machine
 from .progress import op_progress
-from .replay import run_op
+from .replay import run_op, write_snapshot
 from .rmap import SCHEMES
 from .trace import TraceError, load_trace
 
 
 def _dump(obj: dict) -> str:
     return json.dumps(obj) + "\n"
+
+
+def _max_memory(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
+    """--max-memory SIZE as bytes (a bad size: click's usage error, status 2)."""
+    try:
+        return parse_size(value)
+    except BudgetError as e:
+        raise click.BadParameter(str(e).removeprefix(f"--max-memory {value!r}: ")) from None
 
 
 @click.command("replay")
@@ -40,13 +49,22 @@ def _dump(obj: dict) -> str:
 @click.option("--check", is_flag=True, help="Run the invariant checker after every op.")
 @click.option("--frames", type=click.IntRange(1, 1 << 31), default=DEFAULT_FRAMES,
               show_default=True, help="Physical frames of the machine.")
+@click.option("--max-memory", "max_memory", default=None, metavar="SIZE", callback=_max_memory,
+              help="Host memory the replay may use (e.g. 2G; default: what the machine has "
+                   "available); a trace estimated to need more is refused before it runs.")
 def replay_cmd(trace: Path, scheme: str, results_path: Path, snapshots_path: Path,
-               stats_path: Path | None, check: bool, frames: int) -> None:
+               stats_path: Path | None, check: bool, frames: int,
+               max_memory: int | None) -> None:
     """Replay TRACE on the model (TRACE_FORMAT.md, version 1)."""
     try:
         ops = load_trace(trace)
     except TraceError as e:
         click.echo(f"rmaplab replay: invalid trace {trace}: {e}", err=True)
+        sys.exit(2)
+    try:
+        check_trace(ops, max_memory=max_memory, scheme=scheme)
+    except OverBudget as e:
+        click.echo(f"rmaplab replay: {trace}: {e}", err=True)
         sys.exit(2)
     m = Machine(Config(scheme=scheme, frames=frames, check=check))
     files = contextlib.ExitStack()
@@ -69,7 +87,7 @@ def replay_cmd(trace: Path, scheme: str, results_path: Path, snapshots_path: Pat
                 res, snap = run_op(m, op)
                 rf.write(_dump(res))
                 if snap is not None:
-                    sf.write(_dump(snap))
+                    write_snapshot(sf, snap)
                     if tf:
                         assert op.label is not None  # only a snapshot op returns one
                         tf.write(_dump(m.stats(op.label)))

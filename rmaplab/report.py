@@ -22,9 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .experiments import Experiment, Plot
-from .store import Store
-from .sweep_spec import resolve_experiment
+from .experiments import Experiment, Plot, experiments
+from .store import Store, StoreError, json_object, replacing, same_file
 
 CSS = """
 body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 24px;
@@ -62,16 +61,12 @@ def _sortable(v: object) -> tuple:
 
 
 def find_experiment(store: Store, name: str) -> Experiment | None:
-    """The experiment's definition: registered, or the spec's module:ATTR."""
-    refs = [name] + [s["experiment_ref"] for s in store.sweeps() if s["experiment"] == name]
-    for ref in dict.fromkeys(refs):
-        try:
-            exp = resolve_experiment(ref)
-        except LookupError:
-            continue
-        if exp.name == name:
-            return exp
-    return None
+    """The experiment's definition if it is registered in this rmaplab.
+
+    A results file is data: the ``module:ATTR`` a sweep recorded is shown,
+    never imported (opening someone's file must not run their code)."""
+    del store  # what the store says about the experiment is not trusted
+    return experiments().get(name)
 
 
 def aggregate(records: list[dict], params: list[str]) -> list[dict]:
@@ -91,7 +86,10 @@ def aggregate(records: list[dict], params: list[str]) -> list[dict]:
             elif all(isinstance(v, int) for v in nums) and len(set(nums)) == 1:
                 agg[k] = nums[0]
             else:
-                agg[k] = statistics.fmean(nums)
+                try:
+                    agg[k] = statistics.fmean(nums)
+                except OverflowError:  # integers past a float's range
+                    agg[k] = vals[0]
         walls = [r["wall_s"] for r in recs if isinstance(r.get("wall_s"), (int, float))]
         agg["repeats"] = len(recs)
         agg["wall_s_sd"] = statistics.stdev(walls) if len(walls) > 1 else 0.0
@@ -132,8 +130,9 @@ def plot_svg(exp_title: str, spec: Plot, points: list[dict], varying: list[str])
         runs = [[r[spec.y] for r in p["_runs"] if isinstance(r.get(spec.y), (int, float))]
                 for p in rows]
         if any(len(r) > 1 for r in runs):
-            lo = [y - min(r) for y, r in zip(ys, runs)]
-            hi = [max(r) - y for y, r in zip(ys, runs)]
+            # the mean of equal repeats can round past them: never a negative bar
+            lo = [max(0.0, y - min(r)) if r else 0.0 for y, r in zip(ys, runs)]
+            hi = [max(0.0, max(r) - y) if r else 0.0 for y, r in zip(ys, runs)]
             ax.errorbar(xs, ys, yerr=[lo, hi], capsize=3, **look)
         else:
             ax.plot(xs, ys, **look)
@@ -173,22 +172,19 @@ def _section(store: Store, name: str) -> str:
     parts = [f'<h2 id="{_e(name)}">{_e(name)}: {_e(title)}</h2>']
     meta_keys = {"experiment", "scheme", "repeat", "wall_s", "status", "error", "version",
                  "spec_hash", "finished_at", "attempts", "worker"}
-    if exp is not None:
-        params = [k for k in exp.params]
-    else:
-        params = [k for k in json.loads(store.db.execute(
-            "SELECT params FROM points WHERE experiment = ? LIMIT 1", (name,)).fetchone()[0])]
+    params = list(exp.params) if exp is not None else store.params_of(name)
     points = aggregate(ok, params)
     varying = [k for k in params if len({json.dumps(p.get(k)) for p in points}) > 1]
     fixed = {k: points[0].get(k) for k in params if k not in varying} if points else {}
-    schemes = ", ".join(sorted({p["scheme"] for p in points}))
+    schemes = ", ".join(sorted({str(p["scheme"]) for p in points}))
     fixed_text = ", ".join(f"{k}={v}" for k, v in fixed.items())
     parts.append(f'<p class="meta">{len(ok)} ok runs of {len(points)} points, '
                  f"{len(failed)} failed; schemes {_e(schemes)}"
                  + (f"; fixed: {_e(fixed_text)}" if fixed else "")
                  + (f'; see <code>{_e(exp.doc)}</code>' if exp and exp.doc else "") + "</p>")
     if exp is None:
-        parts.append('<p class="meta">The experiment\'s definition cannot be imported here: '
+        parts.append('<p class="meta">Experiment unknown to this rmaplab (not registered; '
+                     "a results file's module names are never imported): what is stored, "
                      "no plots, every metric in the table.</p>")
     svgs = []
     for spec in (exp.plots if exp else []):
@@ -216,7 +212,7 @@ def _section(store: Store, name: str) -> str:
         head = ["scheme", *varying, *cols, "repeats", "wall_s", "wall_s sd"]
         rows = [[p["scheme"], *(p.get(k) for k in varying), *(p.get(c) for c in cols),
                  p["repeats"], p.get("wall_s"), p["wall_s_sd"]]
-                for p in sorted(points, key=lambda p: (p["scheme"], *(_sortable(p.get(k))
+                for p in sorted(points, key=lambda p: (str(p["scheme"]), *(_sortable(p.get(k))
                                                                        for k in varying)))]
         parts.append("<h3>Points (mean over repeats)</h3>" + _table(head, rows))
     if failed:
@@ -235,16 +231,23 @@ def build_report(store: Store) -> str:
     sweeps = store.sweeps()
     sweep_rows = []
     for s in sweeps:
-        spec = json.loads(s["spec"])
-        grid = "; ".join(f"{k} = {v}" for k, v in spec["params"].items())
-        sweep_rows.append([s["spec_hash"][:12], s["experiment_ref"], ", ".join(spec["schemes"]),
-                           grid, spec["repeats"], s["description"], s["first_seen"]])
+        spec = json_object(s["spec"], f"{store.path}: sweep {str(s['spec_hash'])[:12]}: spec")
+        params = spec.get("params")
+        grid = ("; ".join(f"{k} = {v}" for k, v in params.items())
+                if isinstance(params, dict) else str(params))
+        schemes = spec.get("schemes")
+        sweep_rows.append([str(s["spec_hash"])[:12], s["experiment_ref"],
+                           ", ".join(map(str, schemes)) if isinstance(schemes, list)
+                           else str(schemes), grid, spec.get("repeats"), s["description"],
+                           s["first_seen"]])
     run_rows = []
     for r in store.runs():
-        libs = ", ".join(f"{k} {v}" for k, v in json.loads(r["libraries"]).items())
-        run_rows.append([r["id"], r["spec_hash"][:12], r["started_at"], r["ended_at"] or "(killed)",
-                         r["outcome"] or "", r["done"], r["failed"], r["version"],
-                         f"Python {r['python']}", libs, r["platform"], r["scheduler"]])
+        libs = ", ".join(f"{k} {v}" for k, v in json_object(
+            r["libraries"], f"{store.path}: run {r['id']}: libraries").items())
+        run_rows.append([r["id"], str(r["spec_hash"])[:12], r["started_at"],
+                         r["ended_at"] or "(killed)", r["outcome"] or "", r["done"], r["failed"],
+                         r["version"], f"Python {r['python']}", libs, r["platform"],
+                         r["scheduler"]])
     versions = sorted({str(v[0]) for v in store.db.execute("SELECT DISTINCT version FROM points")})
     toc = " · ".join(f'<a href="#{_e(n)}">{_e(n)}</a>' for n in names)
     return f"""<!DOCTYPE html>
@@ -275,5 +278,21 @@ def write_report(store: Store | str | Path, path: str | Path) -> Path:
         with Store(store, readonly=True) as s:
             return write_report(s, path)
     out = Path(path)
-    out.write_text(build_report(store), encoding="utf-8")
+    text = build_report(store)
+    with replacing(out) as tmp:
+        tmp.write_text(text, encoding="utf-8")
     return out
+
+
+def check_outputs(db: str | Path, outputs: list[str | Path]) -> None:
+    """Refuse an output that is the results file (or its WAL files), or
+    two outputs that are one file: StoreError, before anything is written."""
+    inputs = [Path(str(db) + suffix) for suffix in ("", "-wal", "-shm")]
+    for n, out in enumerate(outputs):
+        for inp in inputs:
+            if same_file(out, inp):
+                raise StoreError(f"{out}: is the results file being reported on; "
+                                 "give another output file")
+        for other in outputs[:n]:
+            if same_file(out, other):
+                raise StoreError(f"{out}: named for two outputs; give each its own file")

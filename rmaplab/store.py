@@ -25,14 +25,16 @@ when the point is run again (``--retry-failed``).
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import fcntl
 import json
 import math
 import os
 import platform
 import sqlite3
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Self
@@ -73,6 +75,44 @@ class StoreError(Exception):
     """A results file that cannot be opened or is not an rmaplab store."""
 
 
+#: Seconds to wait for another process's lock on the file before saying so.
+BUSY_TIMEOUT_READ = 2.0
+BUSY_TIMEOUT_WRITE = 10.0
+
+#: SQLite's primary result codes that are the file or the machine, not a bug:
+#: BUSY, LOCKED, READONLY, IOERR, CORRUPT, FULL, CANTOPEN, PERM, NOTADB.
+_ENVIRONMENT = {5: "is locked by another process (busy)", 6: "is locked (busy)",
+                8: "is read-only", 10: "cannot be read or written (I/O error)",
+                11: "is damaged (a corrupted page)", 13: "cannot be written: the disk is full",
+                14: "cannot be opened", 3: "cannot be opened (permission denied)",
+                26: "is not an SQLite database"}
+
+
+def db_error(path: str, e: sqlite3.Error) -> StoreError | None:
+    """A StoreError saying what an SQLite error says about the file or the
+    machine (locked, damaged, disk full...), or None for anything else."""
+    code = getattr(e, "sqlite_errorcode", None)
+    what = _ENVIRONMENT.get(code & 0xFF) if isinstance(code, int) else None
+    if what is None:
+        return None
+    if code is not None and code & 0xFF == 13:
+        what += "; every point stored before it is kept"
+    return StoreError(f"{path}: the results file {what} ({e})")
+
+
+def _uri(path: str, mode: str, immutable: bool = False) -> str:
+    """An SQLite URI for a file path: every character of the name quoted
+    (a name holding '%', '?' or '#' is that file, not a URI's parts)."""
+    return Path(path).resolve().as_uri() + f"?mode={mode}" + ("&immutable=1" if immutable else "")
+
+
+def _unwritable(path: str) -> bool:
+    """The file or its directory cannot be written (a read-only mount, say),
+    so SQLite could not make the WAL's shared-memory file beside it."""
+    p = Path(path).resolve()
+    return not os.access(p, os.W_OK) or not os.access(p.parent, os.W_OK)
+
+
 def now() -> str:
     """Local time, ISO 8601 with milliseconds."""
     return datetime.now().astimezone().isoformat(timespec="milliseconds")
@@ -96,6 +136,45 @@ def clean_metrics(metrics: dict) -> dict:
     return {str(k): _finite(v) for k, v in metrics.items()}
 
 
+@contextlib.contextmanager
+def replacing(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """A temporary path beside `path`, renamed onto it when the block ends
+    well (removed when it does not): a failed export leaves the old file."""
+    out = Path(path)
+    if out.exists() and not out.is_file():  # /dev/stdout, a pipe: written in place
+        yield out
+        return
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        yield tmp
+        os.replace(tmp, out)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
+    """a and b name one file (or would: the same resolved path)."""
+    pa, pb = Path(a), Path(b)
+    try:
+        if pa.exists() and pb.exists():
+            return os.path.samefile(pa, pb)
+    except OSError:
+        pass
+    return pa.resolve() == pb.resolve()
+
+
+def json_object(text: object, what: str) -> dict[str, Any]:
+    """The JSON object stored in a column, or StoreError naming the column."""
+    try:
+        obj = json.loads(text) if isinstance(text, (str, bytes)) else None
+    except (ValueError, RecursionError):
+        obj = None
+    if not isinstance(obj, dict):
+        raise StoreError(f"{what} is not a JSON object: {str(text)[:60]!r}")
+    return obj
+
+
 def _ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
@@ -109,18 +188,28 @@ class Store:
 
     def __init__(self, path: str | os.PathLike[str], *, readonly: bool = False) -> None:
         self.path = str(path)
+        self._lock_fd: int | None = None
         memory = self.path == ":memory:"
         if readonly and not memory and not Path(self.path).is_file():
             raise StoreError(f"{self.path}: no such results file")
-        uri = f"file:{Path(self.path).resolve()}?mode=ro" if readonly and not memory else None
+        if not readonly and not memory and Path(self.path).is_dir():
+            raise StoreError(f"{self.path}: is a directory, not a results file")
+        if memory:
+            target, uri = self.path, False
+        elif readonly:
+            target, uri = self._readonly_uri(), True
+        else:
+            target, uri = _uri(self.path, "rwc"), True
+        timeout = BUSY_TIMEOUT_READ if readonly else BUSY_TIMEOUT_WRITE
         try:
-            self.db = sqlite3.connect(uri or self.path, uri=uri is not None, timeout=30,
+            self.db = sqlite3.connect(target, uri=uri, timeout=timeout,
                                       isolation_level=None, check_same_thread=False)
         except sqlite3.Error as e:
             raise StoreError(f"{self.path}: cannot open ({e})") from None
         self.db.row_factory = sqlite3.Row
         try:
             if not readonly:
+                self._refuse_foreign()
                 if not memory:
                     self.db.execute("PRAGMA journal_mode=WAL")
                 self.db.execute("PRAGMA synchronous=FULL")
@@ -131,17 +220,69 @@ class Store:
             row = self.db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
         except sqlite3.DatabaseError as e:
             self.db.close()
-            what = "cannot open" if "unable to open" in str(e) or "readonly" in str(e) \
-                else "not an rmaplab results file"
-            raise StoreError(f"{self.path}: {what} ({e})") from None
+            known = db_error(self.path, e)
+            if known is not None and "not an SQLite" not in str(known):
+                raise known from None
+            raise StoreError(f"{self.path}: not an rmaplab results file ({e})") from None
+        except StoreError:
+            self.db.close()
+            raise
         if row is None or row[0] != SCHEMA_VERSION:
             self.db.close()
             raise StoreError(f"{self.path}: results schema {row[0] if row else None!r}, "
                              f"this rmaplab reads {SCHEMA_VERSION!r}")
         self._view_cols: dict[str, set[str]] = {}
 
+    def _readonly_uri(self) -> str:
+        """mode=ro; and where SQLite could not make the WAL's shared-memory
+        file (a read-only mount), immutable: nothing else writes it there."""
+        if not _unwritable(self.path):
+            return _uri(self.path, "ro")
+        wal, shm = Path(self.path + "-wal"), Path(self.path + "-shm")
+        if not wal.exists() or wal.stat().st_size == 0:
+            return _uri(self.path, "ro", immutable=True)
+        if shm.exists():  # SQLite reads the log through the shared-memory file
+            return _uri(self.path, "ro")
+        raise StoreError(f"{self.path}: cannot be read where it is: its write-ahead log "
+                         f"({wal.name}, left by a sweep that did not finish) needs a writable "
+                         "directory; copy the file and its -wal file to one and report there")
+
+    def _refuse_foreign(self) -> None:
+        """Refuse to write into an SQLite file that is neither empty nor ours
+        (adding tables to it and switching it to WAL would change someone's data)."""
+        names = [str(r[0]) for r in self.db.execute(
+            "SELECT name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY name")]
+        if not names:
+            return
+        ours = "meta" in names and self.db.execute(
+            "SELECT 1 FROM meta WHERE key = 'schema'").fetchone() is not None
+        if not ours:
+            shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+            raise StoreError(f"{self.path}: an SQLite database that is not an rmaplab results "
+                             f"file (it holds {shown}): refusing to add rmaplab's tables to it; "
+                             "give a new file")
+
+    def lock_for_sweep(self) -> None:
+        """Hold the file for one sweep: a second sweep on it is refused while
+        this one runs (both would compute every point). The lock (flock) goes
+        with the process, however it ends."""
+        if self.path == ":memory:" or self._lock_fd is not None:
+            return
+        fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise StoreError(f"{self.path}: another sweep is running on this results file; "
+                             "wait for it to finish (then run this one: it runs only what "
+                             "is missing) or give another --db") from None
+        self._lock_fd = fd
+
     def close(self) -> None:
         self.db.close()
+        if self._lock_fd is not None:  # after SQLite's own locks on the file are gone
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     def __enter__(self) -> Self:
         return self
@@ -286,15 +427,24 @@ class Store:
             sql += " WHERE " + " AND ".join(where)
         out = []
         for r in self.db.execute(sql + " ORDER BY id", args):
-            rec = {"experiment": r["experiment"], "scheme": r["scheme"], **json.loads(r["params"]),
-                   "repeat": r["repeat"]}
+            at = f"{self.path}: point {r['id']}"
+            rec = {"experiment": r["experiment"], "scheme": r["scheme"],
+                   **json_object(r["params"], f"{at}: params"), "repeat": r["repeat"]}
             if r["metrics"]:
-                rec.update(json.loads(r["metrics"]))
+                rec.update(json_object(r["metrics"], f"{at}: metrics"))
             rec.update(wall_s=r["wall_s"], status=r["status"], error=r["error"],
                        version=r["version"], spec_hash=r["spec_hash"], finished_at=r["finished_at"],
                        attempts=r["attempts"], worker=r["worker"])
             out.append(rec)
         return out
+
+    def params_of(self, experiment: str) -> list[str]:
+        """The parameter names of the experiment's first stored point."""
+        row = self.db.execute("SELECT id, params FROM points WHERE experiment = ? "
+                              "ORDER BY id LIMIT 1", (experiment,)).fetchone()
+        if row is None:
+            return []
+        return list(json_object(row["params"], f"{self.path}: point {row['id']}: params"))
 
     def sweeps(self) -> list[dict]:
         return [dict(r) for r in self.db.execute("SELECT * FROM sweeps ORDER BY first_seen")]
@@ -315,13 +465,14 @@ class Store:
         import pyarrow.parquet as pq
 
         table = self.to_arrow(**kw)
-        pq.write_table(table, str(path))
-        return table.num_rows
+        with replacing(path) as tmp:
+            pq.write_table(table, str(tmp))
+        return int(table.num_rows)
 
     def export_csv(self, path: str | Path, **kw: Any) -> int:
         recs = self.records(**{"status": None, **kw})
         cols = list(dict.fromkeys(k for r in recs for k in r))
-        with open(path, "w", newline="", encoding="utf-8") as f:
+        with replacing(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
             w = csv.DictWriter(f, fieldnames=cols)
             w.writeheader()
             w.writerows(recs)

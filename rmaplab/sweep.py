@@ -18,6 +18,7 @@ says so, and an interrupted sweep throws away at most one point per thread.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -40,6 +41,7 @@ from rich.progress import (
 )
 
 from . import __version__
+from .experiments import Experiment
 from .store import Store, records_to_arrow
 from .sweep_spec import Point, SweepSpec, load_spec, parse_spec, resolve_experiment
 
@@ -48,6 +50,24 @@ INLINE = "inline"
 
 class SweepUnavailable(Exception):
     """The cluster cannot be started or reached."""
+
+
+class SweepOptionError(ValueError):
+    """An option of the sweep that cannot be honoured here (too many workers)."""
+
+
+#: A LocalCluster may have at most this many worker processes per CPU.
+WORKERS_PER_CPU = 4
+
+
+def check_workers(workers: int | None) -> None:
+    """Refuse a local cluster of more workers than this machine can hold."""
+    cpus = os.cpu_count() or 1
+    if workers is not None and not 1 <= workers <= WORKERS_PER_CPU * cpus:
+        raise SweepOptionError(
+            f"--workers {workers}: a local cluster here takes 1 to {WORKERS_PER_CPU * cpus} "
+            f"worker processes ({WORKERS_PER_CPU} per CPU, {cpus} CPUs); for more, start a "
+            "Dask cluster and give its --scheduler address")
 
 
 class Interrupted(BaseException):
@@ -87,19 +107,21 @@ class SweepResult:
 
 
 # -- the worker side ----------------------------------------------------------------
-_EXPERIMENTS: dict[str, Any] = {}
+@functools.lru_cache(maxsize=8)
+def _experiment(ref: str, allow_import: bool) -> Experiment:
+    """The experiment of ref, resolved once per worker process."""
+    return resolve_experiment(ref, allow_import=allow_import)
 
 
-def run_point(ref: str, scheme: str, params: dict) -> dict:
+def run_point(ref: str, scheme: str, params: dict, allow_import: bool = False) -> dict:
     """Run one point (on a worker). Never raises for the experiment's own
-    errors: they come back as {"ok": False, "error": ...}."""
+    errors: they come back as {"ok": False, "error": ...}. allow_import:
+    the user trusts ref's module (the spec was accepted with it)."""
     t0 = time.perf_counter()
     out: dict[str, Any] = {"version": __version__,
                            "worker": f"{socket.gethostname()}:{os.getpid()}"}
     try:
-        exp = _EXPERIMENTS.get(ref)
-        if exp is None:
-            exp = _EXPERIMENTS[ref] = resolve_experiment(ref)
+        exp = _experiment(ref, allow_import)
         metrics = exp.run(scheme, dict(params))
         if not isinstance(metrics, dict):
             raise TypeError(f"{exp.name}.run returned {type(metrics).__name__}, not a dict")
@@ -121,11 +143,11 @@ class _Inline:
     def __init__(self) -> None:
         self.description = INLINE
 
-    def run(self, ref: str, todo: list[Point], on_start: Callable[[int], None]
-            ) -> Iterator[tuple[Point, dict]]:
+    def run(self, ref: str, allow_import: bool, todo: list[Point],
+            on_start: Callable[[int], None]) -> Iterator[tuple[Point, dict]]:
         for p in todo:
             on_start(1)
-            yield p, run_point(ref, p.scheme, p.params)
+            yield p, run_point(ref, p.scheme, p.params, allow_import)
 
     def close(self) -> None:
         pass
@@ -197,8 +219,8 @@ class _Dask:
         except Exception:  # noqa: BLE001 - a scheduler gone away: keep going with one
             return 1
 
-    def run(self, ref: str, todo: list[Point], on_start: Callable[[int], None]
-            ) -> Iterator[tuple[Point, dict]]:
+    def run(self, ref: str, allow_import: bool, todo: list[Point],
+            on_start: Callable[[int], None]) -> Iterator[tuple[Point, dict]]:
         from distributed import as_completed
 
         client = self.client
@@ -212,7 +234,8 @@ class _Dask:
             while queue and n < k:
                 p = queue.pop()
                 key = f"rmaplab-point-{len(queue)}-{time.time_ns()}"
-                fut = client.submit(run_point, ref, p.scheme, p.params, pure=False, key=key)
+                fut = client.submit(run_point, ref, p.scheme, p.params, allow_import,
+                                    pure=False, key=key)
                 which[key] = p  # fut.key is this key
                 ac.add(fut)
                 n += 1
@@ -275,7 +298,8 @@ def _signals() -> Callable[[], None]:
 
 def run_sweep(spec: SweepSpec | dict | str | os.PathLike[str], db: str | os.PathLike[str],
               *, scheduler: Any = None, workers: int | None = None, retry_failed: bool = False,
-              progress: bool = True, console: Console | None = None) -> SweepResult:
+              progress: bool = True, console: Console | None = None,
+              allow_import: bool = False, max_memory: int | None = None) -> SweepResult:
     """Run the points of spec missing from the store db; return the result
     with every stored ok record of the spec's points.
 
@@ -283,14 +307,25 @@ def run_sweep(spec: SweepSpec | dict | str | os.PathLike[str], db: str | os.Path
     scheduler: None (a LocalCluster of `workers` processes on 127.0.0.1),
     a scheduler address ("tcp://host:8786"), a distributed.Client, or
     "inline" (this process, no Dask).
+    allow_import: the spec may name a "package.module:ATTR" experiment, whose
+    module is imported (trusted code; registered experiments need nothing).
+    One sweep at a time writes to a store: a second one is refused
+    (StoreError) while the first runs. A point that would need more host
+    memory than max_memory bytes (default: what the machine has available,
+    shared by a local cluster's workers) is refused before any runs
+    (budget.OverBudget).
     """
     if isinstance(spec, dict):
-        spec = parse_spec(spec)
+        spec = parse_spec(spec, allow_import=allow_import)
     elif not isinstance(spec, SweepSpec):
-        spec = load_spec(spec)
+        spec = load_spec(spec, allow_import=allow_import)
+    if scheduler is None:
+        check_workers(workers)
+    _check_memory(spec, max_memory, scheduler, workers)
     console = console or Console(stderr=True)
     t0 = time.perf_counter()
     with Store(db) as store:
+        store.lock_for_sweep()
         store.add_sweep(spec)
         todo, skipped, failed_before = plan(spec, store, retry_failed=retry_failed)
         result = SweepResult(spec=spec, db=str(db), total=skipped + len(todo), skipped=skipped,
@@ -304,6 +339,25 @@ def run_sweep(spec: SweepSpec | dict | str | os.PathLike[str], db: str | os.Path
                                                key=lambda kr: order[kr[0]])]
     result.wall_s = round(time.perf_counter() - t0, 3)
     return result
+
+
+def _check_memory(spec: SweepSpec, max_memory: int | None, scheduler: Any,
+                  workers: int | None) -> None:
+    """Every point within the host memory one may use, or OverBudget. A
+    local cluster's workers share this machine; a scheduler's are elsewhere
+    (only an explicit max_memory bounds them)."""
+    if scheduler is not None and scheduler != INLINE and max_memory is None:
+        return
+    share = 1 if scheduler == INLINE or max_memory is not None \
+        else workers or max(1, os.cpu_count() or 1)
+    seen = set()
+    for p in spec.points():
+        if p.params_key in seen:
+            continue
+        seen.add(p.params_key)
+        why = spec.experiment.memory_problem(p.scheme, p.params, max_memory, share)
+        if why is not None:
+            raise SweepOptionError(why)
 
 
 def _params_key(rec: dict, spec: SweepSpec) -> str:
@@ -337,7 +391,7 @@ def _run(spec: SweepSpec, store: Store, todo: list[Point], result: SweepResult, 
                 running += n
                 bar.update(task, running=running)
 
-            for point, res in ex.run(spec.experiment_ref, todo, started):
+            for point, res in ex.run(spec.experiment_ref, spec.allow_import, todo, started):
                 running -= 1
                 store.record(point, ok=res["ok"], metrics=res.get("metrics"),
                              error=res.get("error"), wall_s=res.get("wall_s"),

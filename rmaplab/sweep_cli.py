@@ -11,6 +11,7 @@ here (no cluster), 70 internal error, 130/143 interrupted by SIGINT/SIGTERM
 
 from __future__ import annotations
 
+import sqlite3
 import sys
 import traceback
 from collections.abc import Callable
@@ -19,19 +20,27 @@ from pathlib import Path
 import click
 from rich.console import Console
 
+from .budget import BudgetError, parse_size
+
 EXIT_FAILED, EXIT_INVALID, EXIT_CANNOT_RUN, EXIT_INTERNAL = 1, 2, 3, 70
 
 
-def _guard(cmd: str, body: Callable[[], int]) -> None:
+def _guard(cmd: str, body: Callable[[], int], db: Path) -> None:
     """Run a command body; map each way it can end to an exit status."""
-    from .store import StoreError
-    from .sweep import Interrupted, SweepUnavailable
+    from .store import StoreError, db_error
+    from .sweep import Interrupted, SweepOptionError, SweepUnavailable
     from .sweep_spec import SpecError
 
     try:
         code = body()
-    except (SpecError, StoreError) as e:
+    except (SpecError, StoreError, SweepOptionError) as e:
         click.echo(f"rmaplab {cmd}: {e}", err=True)
+        code = EXIT_INVALID
+    except sqlite3.Error as e:  # the file or the machine (locked, damaged, full), else a bug
+        known = db_error(str(db), e)
+        if known is None:
+            raise
+        click.echo(f"rmaplab {cmd}: {known}", err=True)
         code = EXIT_INVALID
     except SweepUnavailable as e:
         click.echo(f"rmaplab {cmd}: {e}", err=True)
@@ -52,6 +61,14 @@ def _guard(cmd: str, body: Callable[[], int]) -> None:
     sys.exit(code)
 
 
+def _max_memory(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
+    """--max-memory SIZE as bytes (a bad size: click's usage error, status 2)."""
+    try:
+        return parse_size(value)
+    except BudgetError as e:
+        raise click.BadParameter(str(e).removeprefix(f"--max-memory {value!r}: ")) from None
+
+
 @click.command("sweep")
 @click.argument("spec", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--db", type=click.Path(dir_okay=False, path_type=Path), required=True,
@@ -59,12 +76,21 @@ def _guard(cmd: str, body: Callable[[], int]) -> None:
 @click.option("--scheduler", default=None, metavar="tcp://HOST:PORT",
               help="An existing Dask scheduler (default: a LocalCluster on 127.0.0.1; "
                    "'inline': this process, no Dask).")
-@click.option("--workers", type=click.IntRange(1, 1024), default=None,
-              help="Worker processes of the LocalCluster (default: one per CPU).")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Worker processes of the LocalCluster (default: one per CPU; at most "
+                   "4 per CPU).")
 @click.option("--retry-failed", is_flag=True, help="Run again the points stored as failed.")
+@click.option("--allow-import", is_flag=True,
+              help="Let SPEC name an experiment as 'package.module:ATTR': that module is "
+                   "imported and runs (trusted code only).")
+@click.option("--max-memory", "max_memory", default=None, metavar="SIZE", callback=_max_memory,
+              help="Host memory one point may use (e.g. 2G; default: what the machine has "
+                   "available, over the local workers); a bigger point is refused before "
+                   "any runs.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def sweep_cmd(spec: Path, db: Path, scheduler: str | None, workers: int | None,
-              retry_failed: bool, no_progress: bool) -> None:
+              retry_failed: bool, allow_import: bool, max_memory: int | None,
+              no_progress: bool) -> None:
     """Run the grid of SPEC (a TOML file: docs/sweeps.md) on Dask into --db."""
     from .sweep import INLINE, run_sweep
     from .sweep_spec import load_spec
@@ -80,9 +106,10 @@ def sweep_cmd(spec: Path, db: Path, scheduler: str | None, workers: int | None,
     console = Console(stderr=True)
 
     def body() -> int:
-        s = load_spec(spec)
+        s = load_spec(spec, allow_import=allow_import)
         res = run_sweep(s, db, scheduler=scheduler, workers=workers, retry_failed=retry_failed,
-                        progress=not no_progress, console=console)
+                        progress=not no_progress, console=console,
+                        max_memory=max_memory)
         msg = (f"sweep {s.experiment.name} ({s.hash[:12]}): {res.total} points; "
                f"{res.skipped} already stored, {res.done} run now, {res.failed} failed now")
         if res.failed_before:
@@ -90,7 +117,7 @@ def sweep_cmd(spec: Path, db: Path, scheduler: str | None, workers: int | None,
         click.echo(f"{msg}; {db} ({res.wall_s:.1f} s)")
         return 0 if res.complete else EXIT_FAILED
 
-    _guard("sweep", body)
+    _guard("sweep", body, db)
 
 
 @click.command("report")
@@ -104,7 +131,7 @@ def sweep_cmd(spec: Path, db: Path, scheduler: str | None, workers: int | None,
 def report_cmd(db: Path, html_path: Path | None, csv_path: Path | None,
                parquet_path: Path | None) -> None:
     """Report on the results file DB: HTML with tables and plots, CSV, Parquet."""
-    from .report import write_report
+    from .report import check_outputs, write_report
     from .store import Store
 
     if not (html_path or csv_path or parquet_path):
@@ -112,6 +139,7 @@ def report_cmd(db: Path, html_path: Path | None, csv_path: Path | None,
         sys.exit(EXIT_INVALID)
 
     def body() -> int:
+        check_outputs(db, [p for p in (html_path, csv_path, parquet_path) if p is not None])
         with Store(db, readonly=True) as store:
             wrote = []
             if html_path:
@@ -126,4 +154,4 @@ def report_cmd(db: Path, html_path: Path | None, csv_path: Path | None,
         click.echo("wrote " + ", ".join(wrote))
         return 0
 
-    _guard("report", body)
+    _guard("report", body, db)

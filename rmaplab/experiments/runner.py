@@ -57,15 +57,17 @@ def points(exp: Experiment, schemes: Sequence[str],
 
 def run_experiment(exp: Experiment, *, schemes: Sequence[str] | None = None,
                    params: Sequence[str] = (), progress: bool = True,
-                   console: Console | None = None) -> list[dict]:
-    """Run every point of the grid; return one record per point."""
+                   console: Console | None = None, max_memory: int | None = None) -> list[dict]:
+    """Run every point of the grid; return one record per point. A point
+    that would need more host memory than max_memory bytes (default: what
+    the machine has available) is refused before any runs."""
     schemes = list(schemes or exp.schemes or SCHEMES)
     for s in schemes:
         if s not in SCHEMES:
             raise ValueError(f"unknown scheme {s!r}; choose from {', '.join(SCHEMES)}")
     todo = points(exp, schemes, parse_params(exp, params))
-    for _, p in todo:  # all of them before any runs: a bad point loses no results
-        why = exp.problem(p)
+    for scheme, p in todo:  # all of them before any runs: a bad point loses no results
+        why = exp.problem(p) or exp.memory_problem(scheme, p, max_memory)
         if why is not None:
             raise ValueError(f"--param {why}")
     records: list[dict] = []
