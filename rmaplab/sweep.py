@@ -20,9 +20,12 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import multiprocessing
 import os
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 import traceback
@@ -175,6 +178,56 @@ def _sigint_held() -> Iterator[None]:
         signal.signal(signal.SIGINT, old)
 
 
+# Run in its own session by _SemaphoreReaper: waits for the sweep to end;
+# unless told "done", unlinks the POSIX semaphores named with its prefix.
+_REAPER = """
+import glob, os, sys
+if sys.stdin.buffer.read() != b"done":
+    for path in glob.glob("/dev/shm/sem." + sys.argv[1] + "-*"):
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+"""
+
+
+class _SemaphoreReaper:
+    """Unlinks the LocalCluster's semaphores if the sweep is killed.
+
+    Dask's nannies start workers with multiprocessing's spawn method, whose
+    queues are named POSIX semaphores (/dev/shm/sem.*) that multiprocessing's
+    resource tracker unlinks when the sweep ends. Killed as a process group
+    (SIGKILL), the tracker dies with the sweep and the files stay. So while
+    the cluster lives, semaphores get a name prefix of this process's own,
+    and a helper in another session (which outlives the group) unlinks the
+    ones left by that prefix when this process's pipe closes without "done".
+    """
+
+    def __init__(self) -> None:
+        self.prefix = f"mp-rmaplab{os.getpid()}"
+        self.config: dict[str, Any] = multiprocessing.current_process()._config  # type: ignore[attr-defined]
+        self.old = self.config.get("semprefix")
+        self.proc: subprocess.Popen[bytes] | None = None
+        with contextlib.suppress(OSError):
+            self.proc = subprocess.Popen(
+                [sys.executable, "-c", _REAPER, self.prefix], stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        if self.proc is not None:
+            self.config["semprefix"] = "/" + self.prefix
+
+    def close(self) -> None:
+        """The cluster is closed: its semaphores are gone the ordinary way."""
+        if self.old is not None:
+            self.config["semprefix"] = self.old
+        if self.proc is not None and self.proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                self.proc.stdin.write(b"done")
+                self.proc.stdin.close()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=5)
+            self.proc = None
+
+
 class _Dask:
     """A Dask client, on a LocalCluster we start or a scheduler we are given."""
 
@@ -187,9 +240,11 @@ class _Dask:
         self.cluster = None
         self.client = None
         self.own_client = True
+        self.reaper: _SemaphoreReaper | None = None
         try:
             if scheduler is None:
                 n = workers or max(1, os.cpu_count() or 1)
+                self.reaper = _SemaphoreReaper()
                 with _sigint_held():
                     self.cluster = LocalCluster(
                         n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
@@ -259,6 +314,8 @@ class _Dask:
             if thing is not None:
                 with contextlib.suppress(Exception):  # closing on the way out
                     thing.close()
+        if self.reaper is not None:
+            self.reaper.close()
 
 
 def _executor(scheduler: Any, workers: int | None) -> _Inline | _Dask:
