@@ -21,7 +21,7 @@ and rounded up:
                             arrays, grown by doubling)
   pte_chain entry   128     130 per forked page under pte_chain, over
                             its page-table slot
-  snapshot entry    450     438 per page (the dict and its key, the
+  snapshot entry    500     438 per page (the dict and its key, the
                             raw page, the JSON written in pieces)
   value read        8       one list slot per page in a read's result
   ================  ======  ==========================================
@@ -45,7 +45,7 @@ from .trace import Op
 PTE_SLOT = 16
 FRAME = 120
 CHAIN = 128
-SNAPSHOT = 450
+SNAPSHOT = 500
 READ = 8
 #: The interpreter, numpy, the model's modules and a Machine (37 MiB measured).
 BASE = 64 << 20
@@ -171,12 +171,15 @@ def trace_footprint(ops: Iterable[Op], *, keep_outputs: bool = False) -> Footpri
         name = op.task or ""
         t = tasks.get(name)
         n = op.pages or 0
-        if op.op == "spawn":
+        if op.op == "snapshot":
+            fp.snapshot = (fp.snapshot + total.touched if keep_outputs
+                           else max(fp.snapshot, total.touched))
+        elif op.op == "spawn":
             put(name, _Task())
         elif t is None:
             continue
         elif op.op == "fork" and op.child is not None:
-            put(op.child, _Task(t.mapped, t.touched, t.touched))
+            put(op.child, _Task(t.mapped, t.touched, 0))  # frames shared until written
         elif op.op == "exit":
             put(name, _Task())
             del tasks[name]
@@ -191,9 +194,6 @@ def trace_footprint(ops: Iterable[Op], *, keep_outputs: bool = False) -> Footpri
             fp.read = fp.read + n if keep_outputs else max(fp.read, n)
         elif op.op in ("write", "mlock"):
             put(name, _Task(t.mapped, t.touched + n, t.written + n))
-        elif op.op == "snapshot":
-            fp.snapshot = (fp.snapshot + total.touched if keep_outputs
-                           else max(fp.snapshot, total.touched))
         fp.pte_slots = max(fp.pte_slots, total.mapped)
         fp.frames = max(fp.frames, total.written)
         fp.mapped = max(fp.mapped, total.touched)
