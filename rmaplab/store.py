@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import fcntl
+import importlib.metadata
 import json
 import math
 import os
@@ -113,6 +114,13 @@ def _unwritable(path: str) -> bool:
     return not os.access(p, os.W_OK) or not os.access(p.parent, os.W_OK)
 
 
+def _version(dist: str) -> str:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "-"
+
+
 def now() -> str:
     """Local time, ISO 8601 with milliseconds."""
     return datetime.now().astimezone().isoformat(timespec="milliseconds")
@@ -132,7 +140,7 @@ def _finite(v: Any) -> Any:
     return str(v)
 
 
-def clean_metrics(metrics: dict) -> dict:
+def clean_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
     return {str(k): _finite(v) for k, v in metrics.items()}
 
 
@@ -298,10 +306,7 @@ class Store:
 
     def start_run(self, spec: SweepSpec, *, version: str, scheduler: str,
                   workers: int | None) -> int:
-        import dask
-        import numpy
-
-        libs = {"dask": dask.__version__, "numpy": numpy.__version__,
+        libs = {"dask": _version("dask"), "numpy": _version("numpy"),
                 "sqlite": sqlite3.sqlite_version}
         cur = self.db.execute(
             "INSERT INTO runs (spec_hash, started_at, version, python, platform, libraries, "
@@ -325,7 +330,8 @@ class Store:
         db.execute("UPDATE runs SET ended_at = ?, done = ?, failed = ?, outcome = ? "
                    "WHERE id = ?", (now(), done, failed, outcome, run_id))
 
-    def record(self, point: Point, *, ok: bool, metrics: dict | None, error: str | None,
+    def record(self, point: Point, *, ok: bool, metrics: dict[str, Any] | None,
+               error: str | None,
                wall_s: float | None, version: str, spec_hash: str, run_id: int | None = None,
                worker: str | None = None) -> bool:
         """Store one finished point in one transaction. Returns False (and
@@ -369,7 +375,7 @@ class Store:
             raise
         return True
 
-    def _ensure_view(self, point: Point, metrics: dict) -> None:
+    def _ensure_view(self, point: Point, metrics: dict[str, Any]) -> None:
         """results_<experiment>: one column per parameter and metric (ok points)."""
         name = point.experiment
         cols = set(point.params) | set(metrics)
@@ -395,7 +401,7 @@ class Store:
                         f"WHERE experiment = {_literal(name)} AND status = 'ok'")
 
     # -- reading ------------------------------------------------------------------
-    def status(self, points: Iterable[Point]) -> dict[tuple, str]:
+    def status(self, points: Iterable[Point]) -> dict[tuple[str, str, int], str]:
         """The stored status ('ok'/'failed') of each of these points that has a row."""
         want = {p.key for p in points}
         exps = {k[0] for k in want}
@@ -412,7 +418,8 @@ class Store:
         return [r[0] for r in self.db.execute(
             "SELECT experiment FROM points GROUP BY experiment ORDER BY MIN(id)")]
 
-    def records(self, experiment: str | None = None, *, status: str | None = "ok") -> list[dict]:
+    def records(self, experiment: str | None = None, *,
+                status: str | None = "ok") -> list[dict[str, Any]]:
         """One flat dict per stored point: experiment, scheme, the parameters,
         repeat, every metric, wall_s, status, error, version, spec_hash."""
         sql = "SELECT * FROM points"
@@ -446,10 +453,10 @@ class Store:
             return []
         return list(json_object(row["params"], f"{self.path}: point {row['id']}: params"))
 
-    def sweeps(self) -> list[dict]:
+    def sweeps(self) -> list[dict[str, Any]]:
         return [dict(r) for r in self.db.execute("SELECT * FROM sweeps ORDER BY first_seen")]
 
-    def runs(self) -> list[dict]:
+    def runs(self) -> list[dict[str, Any]]:
         return [dict(r) for r in self.db.execute("SELECT * FROM runs ORDER BY id")]
 
     def counts(self) -> dict[str, int]:
@@ -457,7 +464,7 @@ class Store:
             "SELECT status, COUNT(*) FROM points GROUP BY status")}
 
     # -- export ---------------------------------------------------------------------
-    def to_arrow(self, experiment: str | None = None, *, status: str | None = None):
+    def to_arrow(self, experiment: str | None = None, *, status: str | None = None) -> Any:
         """A pyarrow Table of records() (a column of mixed types becomes text)."""
         return records_to_arrow(self.records(experiment, status=status))
 
@@ -479,7 +486,7 @@ class Store:
         return len(recs)
 
 
-def records_to_arrow(records: list[dict]):
+def records_to_arrow(records: list[dict[str, Any]]) -> Any:
     """Records (dicts) as a pyarrow Table, one column per key."""
     import pyarrow as pa
 

@@ -98,13 +98,13 @@ class SweepResult:
     failed: int = 0  # run and stored failed now
     failed_before: int = 0  # stored failed earlier and not retried
     wall_s: float = 0.0
-    records: list[dict] = field(default_factory=list)
+    records: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def complete(self) -> bool:
         return self.failed == 0 and self.failed_before == 0
 
-    def table(self):
+    def table(self) -> Any:
         """The records as a pyarrow Table."""
         return records_to_arrow(self.records)
 
@@ -116,7 +116,8 @@ def _experiment(ref: str, allow_import: bool) -> Experiment:
     return resolve_experiment(ref, allow_import=allow_import)
 
 
-def run_point(ref: str, scheme: str, params: dict, allow_import: bool = False) -> dict:
+def run_point(ref: str, scheme: str, params: dict[str, Any],
+              allow_import: bool = False) -> dict[str, Any]:
     """Run one point (on a worker). Never raises for the experiment's own
     errors: they come back as {"ok": False, "error": ...}. allow_import:
     the user trusts ref's module (the spec was accepted with it)."""
@@ -147,7 +148,7 @@ class _Inline:
         self.description = INLINE
 
     def run(self, ref: str, allow_import: bool, todo: list[Point],
-            on_start: Callable[[int], None]) -> Iterator[tuple[Point, dict]]:
+            on_start: Callable[[int], None]) -> Iterator[tuple[Point, dict[str, Any]]]:
         for p in todo:
             on_start(1)
             yield p, run_point(ref, p.scheme, p.params, allow_import)
@@ -233,12 +234,13 @@ class _Dask:
 
     def __init__(self, scheduler: Any, workers: int | None) -> None:
         try:
-            from distributed import Client, LocalCluster
+            import distributed
         except ImportError as e:  # pragma: no cover - a dependency
             raise SweepUnavailable(f"dask distributed is not installed ({e}): "
                                    "pip install 'dask[distributed]'") from None
-        self.cluster = None
-        self.client = None
+        dist: Any = distributed  # untyped
+        self.cluster: Any = None
+        self.client: Any = None
         self.own_client = True
         self.reaper: _SemaphoreReaper | None = None
         try:
@@ -246,16 +248,16 @@ class _Dask:
                 n = workers or max(1, os.cpu_count() or 1)
                 self.reaper = _SemaphoreReaper()
                 with _sigint_held():
-                    self.cluster = LocalCluster(
+                    self.cluster = dist.LocalCluster(
                         n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
                         silence_logs=logging.ERROR,
                         # no dashboard; the scheduler's own HTTP routes on a free
                         # port of 127.0.0.1 only
                         dashboard_address="127.0.0.1:0", scheduler_kwargs={"dashboard": False})
-                self.client = Client(self.cluster, set_as_default=False)
+                self.client = dist.Client(self.cluster, set_as_default=False)
                 self.description = f"LocalCluster {self.cluster.scheduler_address} ({n} workers)"
             elif isinstance(scheduler, str):
-                self.client = Client(scheduler, timeout=15, set_as_default=False)
+                self.client = dist.Client(scheduler, timeout=15, set_as_default=False)
                 self.description = scheduler
             else:  # a distributed.Client the caller holds
                 self.client, self.own_client = scheduler, False
@@ -270,19 +272,20 @@ class _Dask:
         client = self.client
         assert client is not None  # __init__ sets it or raises
         try:
-            return max(1, sum(client.nthreads().values()))
+            return max(1, int(sum(client.nthreads().values())))
         except Exception:  # noqa: BLE001 - a scheduler gone away: keep going with one
             return 1
 
     def run(self, ref: str, allow_import: bool, todo: list[Point],
-            on_start: Callable[[int], None]) -> Iterator[tuple[Point, dict]]:
-        from distributed import as_completed
+            on_start: Callable[[int], None]) -> Iterator[tuple[Point, dict[str, Any]]]:
+        import distributed
 
+        dist: Any = distributed  # untyped
         client = self.client
         assert client is not None  # __init__ sets it or raises
         queue = list(reversed(todo))
         which: dict[str, Point] = {}
-        ac = as_completed(loop=client.loop)
+        ac = dist.as_completed(loop=client.loop)
 
         def submit(k: int) -> None:
             n = 0
@@ -353,7 +356,8 @@ def _signals() -> Callable[[], None]:
     return restore
 
 
-def run_sweep(spec: SweepSpec | dict | str | os.PathLike[str], db: str | os.PathLike[str],
+def run_sweep(spec: SweepSpec | dict[str, Any] | str | os.PathLike[str],
+              db: str | os.PathLike[str],
               *, scheduler: Any = None, workers: int | None = None, retry_failed: bool = False,
               progress: bool = True, console: Console | None = None,
               allow_import: bool = False, max_memory: int | None = None) -> SweepResult:
@@ -417,7 +421,7 @@ def _check_memory(spec: SweepSpec, max_memory: int | None, scheduler: Any,
             raise SweepOptionError(why)
 
 
-def _params_key(rec: dict, spec: SweepSpec) -> str:
+def _params_key(rec: dict[str, Any], spec: SweepSpec) -> str:
     return Point(spec.experiment.name, rec["scheme"], {k: rec.get(k) for k in spec.grid},
                  0).params_key
 
