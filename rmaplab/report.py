@@ -56,7 +56,7 @@ def _fmt(v: object) -> str:
     return str(v)
 
 
-def _sortable(v: object) -> tuple:
+def _sortable(v: object) -> tuple[int, Any, str]:
     return (0, v, "") if isinstance(v, (int, float)) and not isinstance(v, bool) else (1, 0, str(v))
 
 
@@ -69,15 +69,15 @@ def find_experiment(store: Store, name: str) -> Experiment | None:
     return experiments().get(name)
 
 
-def aggregate(records: list[dict], params: list[str]) -> list[dict]:
+def aggregate(records: list[dict[str, Any]], params: list[str]) -> list[dict[str, Any]]:
     """One record per (scheme, parameters): numeric metrics averaged over the
     repeats, with ``repeats`` and ``wall_s_sd``; plus ``_runs``: the raw ones."""
-    groups: dict[tuple, list[dict]] = defaultdict(list)
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = defaultdict(list)
     for r in records:
         groups[(r["scheme"], *(json.dumps(r.get(k)) for k in params))].append(r)
     out = []
     for recs in groups.values():
-        agg: dict = {}
+        agg: dict[str, Any] = {}
         for k in dict.fromkeys(k for r in recs for k in r):
             vals = [r.get(k) for r in recs]
             nums = [v for v in vals if isinstance(v, (int, float)) and not isinstance(v, bool)]
@@ -98,7 +98,8 @@ def aggregate(records: list[dict], params: list[str]) -> list[dict]:
     return out
 
 
-def plot_svg(exp_title: str, spec: Plot, points: list[dict], varying: list[str]) -> str | None:
+def plot_svg(exp_title: str, spec: Plot, points: list[dict[str, Any]],
+             varying: list[str]) -> str | None:
     """One plot as inline SVG text; None when its metric is not in the records."""
     import matplotlib
 
@@ -112,10 +113,10 @@ def plot_svg(exp_title: str, spec: Plot, points: list[dict], varying: list[str])
         return None
     others = [k for k in varying if k not in (spec.x, spec.series)]
 
-    def label(p: dict) -> str:
+    def label(p: dict[str, Any]) -> str:
         return ", ".join([str(p.get(spec.series))] + [f"{k}={p.get(k)}" for k in others])
 
-    series: dict[str, list[dict]] = defaultdict(list)
+    series: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for p in pts:
         series[label(p)].append(p)
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=100)

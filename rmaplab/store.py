@@ -147,18 +147,23 @@ def clean_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
 @contextlib.contextmanager
 def replacing(path: str | os.PathLike[str]) -> Iterator[Path]:
     """A temporary path beside `path`, renamed onto it when the block ends
-    well (removed when it does not): a failed export leaves the old file."""
+    well (removed when it does not): a failed export leaves the old file.
+    An OSError names `path` (a full disk says which output it stopped)."""
     out = Path(path)
     if out.exists() and not out.is_file():  # /dev/stdout, a pipe: written in place
-        yield out
-        return
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+        tmp = out
+    else:
+        tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:
         yield tmp
-        os.replace(tmp, out)
+        if tmp != out:
+            os.replace(tmp, out)
+    except OSError as e:
+        raise OSError(e.errno, e.strerror, str(out)) from None
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+        if tmp != out:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
 
 
 def same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:

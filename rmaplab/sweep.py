@@ -467,7 +467,9 @@ def _run(spec: SweepSpec, store: Store, todo: list[Point], result: SweepResult, 
         outcome = "complete" if result.complete else "failed points"
     finally:
         restore()
-        if run_id is not None:
-            store.end_run(run_id, outcome=outcome)
-        if ex is not None:
-            ex.close()
+        try:
+            if run_id is not None:  # fails too on a full disk: the cluster still closes
+                store.end_run(run_id, outcome=outcome)
+        finally:
+            if ex is not None:
+                ex.close()

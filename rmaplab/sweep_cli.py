@@ -11,6 +11,7 @@ here (no cluster), 70 internal error, 130/143 interrupted by SIGINT/SIGTERM
 
 from __future__ import annotations
 
+import errno
 import sqlite3
 import sys
 import traceback
@@ -51,7 +52,11 @@ def _guard(cmd: str, body: Callable[[], int], db: Path) -> None:
                    "command again to run the rest", err=True)
         code = 128 + signum
     except OSError as e:
-        click.echo(f"rmaplab {cmd}: {e}", err=True)
+        if e.errno == errno.ENOSPC:
+            click.echo(f"rmaplab {cmd}: cannot write {e.filename or 'an output'}: the disk is "
+                       "full", err=True)
+        else:
+            click.echo(f"rmaplab {cmd}: {e}", err=True)
         code = EXIT_INVALID
     except Exception as e:  # noqa: BLE001 - our bug, said so
         where = traceback.extract_tb(e.__traceback__)[-1]

@@ -91,7 +91,7 @@ class Point:
 
     experiment: str
     scheme: str
-    params: dict
+    params: dict[str, Any]
     repeat: int
 
     @property
@@ -110,15 +110,15 @@ class SweepSpec:
     experiment_ref: str
     experiment: Experiment
     schemes: list[str]
-    grid: dict[str, list]
+    grid: dict[str, list[Any]]
     repeats: int = 1
     description: str = ""
     source: str = ""  # the TOML text (empty for a spec given as a dict)
     path: str = ""
-    extra: dict = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
     allow_import: bool = False  # experiment_ref is a module:ATTR the user trusts
 
-    def normalized(self) -> dict:
+    def normalized(self) -> dict[str, Any]:
         return {"experiment": self.experiment_ref, "schemes": list(self.schemes),
                 "params": {k: list(v) for k, v in self.grid.items()}, "repeats": self.repeats}
 

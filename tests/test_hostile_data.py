@@ -405,3 +405,11 @@ def test_store_params_json_is_validated_on_records(tmp_path: Path) -> None:
     con.close()
     with Store(db, readonly=True) as s, pytest.raises(Exception, match="point 1: params"):
         s.records()
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full here")
+def test_report_to_a_full_disk_says_so(tmp_path: Path) -> None:
+    db = tmp_path / "r.sqlite"
+    _small_sweep(db)
+    _refused(_cli("report", str(db), "--csv", "/dev/full"), "cannot write /dev/full: the disk "
+             "is full")
