@@ -2,7 +2,8 @@
 """Measure the host memory the model needs per page, for rmaplab/budget.py.
 
 Each scenario runs in a fresh Python process and reports its peak RSS
-(getrusage ru_maxrss) less that of the same process before the scenario;
+(VmHWM of /proc/self/status: getrusage's ru_maxrss would keep the parent's
+across fork and exec) less that of the same process before the scenario;
 two sizes give the slope (bytes per unit), which is what budget.py's
 constants are. Run: python benchmarks/host_memory.py [--scheme S] [--pages N]
 
@@ -22,7 +23,7 @@ import subprocess
 import sys
 
 CHILD = r'''
-import json, resource, sys
+import json, sys
 from rmaplab.machine import Config, Machine
 from rmaplab.consts import WINDOW_START, MAX_PAGES
 from rmaplab.replay import write_snapshot
@@ -30,7 +31,8 @@ scenario, n, scheme = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 m = Machine(Config(scheme=scheme))
 m.spawn("t")
 def rss():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    with open("/proc/self/status") as f:
+        return next(int(l.split()[1]) * 1024 for l in f if l.startswith("VmHWM:"))
 base = rss()
 def chunks():
     a = 0

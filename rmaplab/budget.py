@@ -8,8 +8,8 @@ every VMA of every task, so a fork copies its parent's), frames (the frame
 table's arrays, grown by doubling), PTEs that map something (the rmap
 schemes' per-mapping records; pte_chain keeps one per PTE), and the entries
 of the largest snapshot (one dict per page, then its JSON text). The bytes
-per unit were measured with benchmarks/host_memory.py (peak RSS of a fresh
-process at 1M and 2M pages, the slope) on Python 3.11, numpy 2, x86_64,
+per unit were measured with benchmarks/host_memory.py (peak RSS, VmHWM, of a
+fresh process at 1M and 2M pages, the slope) on Python 3.11, numpy 2, x86_64,
 and rounded up:
 
   ================  ======  ==========================================
