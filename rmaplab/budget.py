@@ -34,7 +34,6 @@ one, else with MemAvailable from /proc/meminfo. A refused run says both.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -207,10 +206,3 @@ def check_trace(ops: Iterable[Op], *, max_memory: int | None = None,
     check(fp, "this trace", scheme=scheme, max_memory=max_memory)
     return fp
 
-
-def cpu_share() -> int:
-    """How many CPUs this process may run on (a sweep's default workers)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1

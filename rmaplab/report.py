@@ -14,6 +14,7 @@ from __future__ import annotations
 import html
 import io
 import json
+import math
 import re
 import statistics
 from collections import defaultdict
@@ -58,6 +59,16 @@ def _fmt(v: object) -> str:
 
 def _sortable(v: object) -> tuple[int, Any, str]:
     return (0, v, "") if isinstance(v, (int, float)) and not isinstance(v, bool) else (1, 0, str(v))
+
+
+def _plottable(v: object) -> bool:
+    """A finite number a float can hold (a results file may hold anything)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return False
+    try:
+        return math.isfinite(float(v))
+    except OverflowError:
+        return False
 
 
 def find_experiment(store: Store, name: str) -> Experiment | None:
@@ -107,8 +118,7 @@ def plot_svg(exp_title: str, spec: Plot, points: list[dict[str, Any]],
     import matplotlib.pyplot as plt
     from matplotlib.ticker import LogFormatter
 
-    pts = [p for p in points if isinstance(p.get(spec.y), (int, float))
-           and isinstance(p.get(spec.x), (int, float))]
+    pts = [p for p in points if _plottable(p.get(spec.y)) and _plottable(p.get(spec.x))]
     if not pts:
         return None
     others = [k for k in varying if k not in (spec.x, spec.series)]
@@ -128,7 +138,7 @@ def plot_svg(exp_title: str, spec: Plot, points: list[dict[str, Any]],
         rows = sorted(series[name], key=lambda p: p[spec.x])
         xs = [p[spec.x] for p in rows]
         ys = [p[spec.y] for p in rows]
-        runs = [[r[spec.y] for r in p["_runs"] if isinstance(r.get(spec.y), (int, float))]
+        runs = [[r[spec.y] for r in p["_runs"] if _plottable(r.get(spec.y))]
                 for p in rows]
         if any(len(r) > 1 for r in runs):
             # the mean of equal repeats can round past them: never a negative bar

@@ -140,6 +140,17 @@ def _finite(v: Any) -> Any:
     return str(v)
 
 
+def _as_float(v: object) -> float | None:
+    """A metric as the metrics table's REAL, or None (text, or an integer
+    past a float's range: it stays in the points row's JSON)."""
+    if not isinstance(v, (int, float)):  # bools count, as 0 and 1
+        return None
+    try:
+        return float(v)
+    except OverflowError:
+        return None
+
+
 def clean_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
     return {str(k): _finite(v) for k, v in metrics.items()}
 
@@ -370,8 +381,9 @@ class Store:
                 return False
             if metrics:
                 db.executemany("INSERT INTO metrics VALUES (?, ?, ?)",
-                               [(pid, k, float(v)) for k, v in metrics.items()
-                                if isinstance(v, (int, float))])
+                               [(pid, k, x) for k, x in
+                                ((k, _as_float(v)) for k, v in metrics.items())
+                                if x is not None])
                 self._ensure_view(point, metrics)
             db.execute("COMMIT")
         except BaseException:

@@ -413,3 +413,17 @@ def test_report_to_a_full_disk_says_so(tmp_path: Path) -> None:
     _small_sweep(db)
     _refused(_cli("report", str(db), "--csv", "/dev/full"), "cannot write /dev/full: the disk "
              "is full")
+
+
+def test_report_with_numbers_no_float_holds(tmp_path: Path) -> None:
+    db = tmp_path / "r.sqlite"
+    spec = parse_spec({"experiment": "aim7", "schemes": ["modern"], "repeats": 2,
+                       "params": {"procs": [2, 3]}})
+    with Store(db) as s:
+        for n, p in enumerate(spec.points()):
+            s.record(p, ok=True, metrics={"listed_avg": 10 ** 400 if n else float("nan"),
+                                          "visited_avg": 1e308 * (n + 1)},
+                     error=None, wall_s=0.1, version="0.1.0", spec_hash=spec.hash)
+    r = _cli("report", str(db), "--html", str(tmp_path / "r.html"), "--csv",
+             str(tmp_path / "r.csv"))
+    assert r.exit_code == 0, r.output
