@@ -415,6 +415,7 @@ def test_report_to_a_full_disk_says_so(tmp_path: Path) -> None:
              "is full")
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")  # ticks near 1e308
 def test_report_with_numbers_no_float_holds(tmp_path: Path) -> None:
     db = tmp_path / "r.sqlite"
     spec = parse_spec({"experiment": "aim7", "schemes": ["modern"], "repeats": 2,
