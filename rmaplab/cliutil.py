@@ -26,6 +26,7 @@ from typing import IO, Any, NoReturn, TypeVar
 import click
 from click.shell_completion import CompletionItem
 
+from .budget import BudgetError, parse_size
 from .rmap import SCHEMES
 from .trace import Op, TraceError, load_trace, read_trace
 
@@ -171,6 +172,22 @@ def quiet_options(f: F) -> F:
     return click.option("-q", "--quiet", is_flag=True,
                         help="Print nothing but errors and what was asked for on stdout "
                              "(no progress, no summary).")(f)
+
+
+def _max_memory(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
+    """--max-memory SIZE as bytes (a bad size: click's usage error, status 2)."""
+    try:
+        return parse_size(value)
+    except BudgetError as e:
+        raise click.BadParameter(str(e).removeprefix(f"--max-memory {value!r}: ")) from None
+
+
+def max_memory_option(what: str) -> Callable[[F], F]:
+    """``--max-memory SIZE``: the host memory `what` may use (rmaplab.budget)."""
+    return click.option("--max-memory", "max_memory", default=None, metavar="SIZE",
+                        callback=_max_memory,
+                        help=f"Host memory {what} may use (e.g. 2G; default: what the machine "
+                             "has available); bigger is refused before anything runs.")
 
 
 def json_option(f: F) -> F:

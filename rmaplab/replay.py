@@ -9,10 +9,13 @@ that drive a machine step by step (tests, experiments, notebooks).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import itertools
+import json
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
+from .budget import check_trace
 from .errors import ModelBug, OomKill, Segv, SysError
 from .machine import Config, Machine
 from .optional import require_pandas
@@ -25,13 +28,17 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
+#: Items of one JSON object or array written at a time by write_snapshot.
+CHUNK = 4096
+
+
 @dataclass(slots=True)
 class ReplayOutput:
     """What replay returns: the result of every op, the snapshots, the stats
     at each snapshot and at the end (docs/trace-format.md), and the machine."""
 
-    results: list[dict] = field(default_factory=list)
-    snapshots: list[dict] = field(default_factory=list)
+    results: list[dict[str, Any]] = field(default_factory=list)
+    snapshots: list[dict[str, Any]] = field(default_factory=list)
     stats: list[Stats] = field(default_factory=list)
     machine: Machine | None = None
 
@@ -47,15 +54,55 @@ class ReplayOutput:
         raise ValueError(f"to_pandas({what!r}): choose 'results' or 'stats'")
 
 
+class Writer(Protocol):
+    """Anything with write(str): a text file, or the CLI's output."""
+
+    def write(self, text: str, /) -> object: ...
+
+
+def _write_json(f: Writer, obj: object) -> None:
+    """json.dump's text, written in pieces of at most CHUNK items: a big
+    object or array is never one string in memory."""
+    if isinstance(obj, dict) and len(obj) > CHUNK:
+        it = iter(obj.items())
+        f.write("{")
+        sep = ""
+        while batch := dict(itertools.islice(it, CHUNK)):
+            f.write(sep + json.dumps(batch)[1:-1])
+            sep = ", "
+        f.write("}")
+    elif isinstance(obj, list) and len(obj) > CHUNK:
+        f.write("[")
+        for i in range(0, len(obj), CHUNK):
+            f.write((", " if i else "") + json.dumps(obj[i:i + CHUNK])[1:-1])
+        f.write("]")
+    elif (isinstance(obj, dict) and all(isinstance(k, str) for k in obj)
+          and any(isinstance(v, (dict, list)) for v in obj.values())):
+        f.write("{")
+        for i, (k, v) in enumerate(obj.items()):
+            f.write((", " if i else "") + json.dumps(k) + ": ")
+            _write_json(f, v)
+        f.write("}")
+    else:
+        f.write(json.dumps(obj))
+
+
+def write_snapshot(f: Writer, snap: dict[str, Any]) -> None:
+    """Write one record (a snapshot of millions of pages, say) as one JSON
+    line, the text json.dumps gives, streamed in pieces."""
+    _write_json(f, snap)
+    f.write("\n")
+
+
 def _req(value: T | None) -> T:
     """A key the op requires: trace validation (OP_KEYS) guarantees it is set."""
     assert value is not None
     return value
 
 
-def run_op(m: Machine, op: Op) -> tuple[dict, dict | None]:
+def run_op(m: Machine, op: Op) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """Run one op; return its result record and its snapshot (or None)."""
-    res: dict = {"line": op.line, "op": op.op, "ok": True}
+    res: dict[str, Any] = {"line": op.line, "op": op.op, "ok": True}
     snap = None
     m.kills = []
     values: list[int] = []
@@ -118,8 +165,16 @@ def run_op(m: Machine, op: Op) -> tuple[dict, dict | None]:
 
 
 def replay(ops: Iterable[Op], *, scheme: str = "modern", check: bool = False,
-           frames: int | None = None, machine: Machine | None = None) -> ReplayOutput:
-    """Run a validated trace on a new machine (or the one given)."""
+           frames: int | None = None, machine: Machine | None = None,
+           max_memory: int | None = None) -> ReplayOutput:
+    """Run a validated trace on a new machine (or the one given).
+
+    Before anything runs, the host memory the trace needs is estimated
+    (rmaplab.budget, every output kept in memory as this returns them) and
+    compared with max_memory bytes, or what the machine has available:
+    budget.OverBudget when it does not fit."""
+    ops = ops if isinstance(ops, Sequence) else list(ops)
+    check_trace(ops, max_memory=max_memory, keep_outputs=True)
     if machine is None:
         cfg = Config(scheme=scheme, check=check)
         if frames is not None:

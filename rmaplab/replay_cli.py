@@ -17,20 +17,23 @@ from collections.abc import Mapping
 
 import click
 
+from .budget import OverBudget, check_trace
 from .cliutil import (
     EXIT_INTERNAL,
     SCHEME,
     STDIO,
+    CliError,
     Files,
     Output,
     guard,
+    max_memory_option,
     quiet_options,
     read_trace_arg,
     say,
 )
 from .machine import DEFAULT_FRAMES, Config, Machine
 from .progress import op_progress
-from .replay import run_op
+from .replay import run_op, write_snapshot
 
 
 class _ModelBug(Exception):
@@ -59,10 +62,11 @@ def _dump(obj: Mapping[str, object]) -> str:
 @click.option("--check", is_flag=True, help="Run the invariant checker after every op.")
 @click.option("--frames", type=click.IntRange(1, 1 << 31), default=DEFAULT_FRAMES,
               show_default=True, help="Physical frames of the machine.")
+@max_memory_option("the replay")
 @quiet_options
 def replay_cmd(trace: str, scheme: str, results_path: str, snapshots_path: str,
-               stats_path: str | None, check: bool, frames: int, quiet: bool,
-               no_progress: bool) -> None:
+               stats_path: str | None, check: bool, frames: int, max_memory: int | None,
+               quiet: bool, no_progress: bool) -> None:
     """Replay TRACE ('-': stdin) on the model (docs/trace-format.md, version 1)."""
 
     def body() -> int:
@@ -74,6 +78,10 @@ def replay_cmd(trace: str, scheme: str, results_path: str, snapshots_path: str,
         tf: Output | None = files.output("--stats", stats_path) if stats_path else None
         files.check()
         ops = read_trace_arg(trace)
+        try:  # before any output is opened
+            check_trace(ops, max_memory=max_memory, scheme=scheme)
+        except OverBudget as e:
+            raise CliError(f"{'stdin' if trace == STDIO else trace}: {e}") from None
         m = Machine(Config(scheme=scheme, frames=frames, check=check))
         failed = snapshots = 0
         try:
@@ -89,7 +97,7 @@ def replay_cmd(trace: str, scheme: str, results_path: str, snapshots_path: str,
                     rf.write(_dump(res))
                     if snap is not None:
                         snapshots += 1
-                        sf.write(_dump(snap))
+                        write_snapshot(sf, snap)
                         if tf:
                             assert op.label is not None  # only a snapshot op returns one
                             tf.write(_dump(m.stats(op.label)))

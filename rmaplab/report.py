@@ -14,6 +14,7 @@ from __future__ import annotations
 import html
 import io
 import json
+import math
 import re
 import statistics
 from collections import defaultdict
@@ -22,11 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .experiments import Experiment, Plot
+from .experiments import Experiment, Plot, experiments
 from .plotstyle import SCHEME_STYLE
 from .references import cite
-from .store import Store
-from .sweep_spec import resolve_experiment
+from .store import Store, StoreError, json_object, replacing, same_file
 
 CSS = """
 body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 24px;
@@ -59,32 +59,38 @@ def _fmt(v: object) -> str:
     return str(v)
 
 
-def _sortable(v: object) -> tuple:
+def _sortable(v: object) -> tuple[int, Any, str]:
     return (0, v, "") if isinstance(v, (int, float)) and not isinstance(v, bool) else (1, 0, str(v))
 
 
+def _plottable(v: object) -> bool:
+    """A finite number a float can hold (a results file may hold anything)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return False
+    try:
+        return math.isfinite(float(v))
+    except OverflowError:
+        return False
+
+
 def find_experiment(store: Store, name: str) -> Experiment | None:
-    """The experiment's definition: registered, or the spec's module:ATTR."""
-    refs = [name] + [s["experiment_ref"] for s in store.sweeps() if s["experiment"] == name]
-    for ref in dict.fromkeys(refs):
-        try:
-            exp = resolve_experiment(ref)
-        except LookupError:
-            continue
-        if exp.name == name:
-            return exp
-    return None
+    """The experiment's definition if it is registered in this rmaplab.
+
+    A results file is data: the ``module:ATTR`` a sweep recorded is shown,
+    never imported (opening someone's file must not run their code)."""
+    del store  # what the store says about the experiment is not trusted
+    return experiments().get(name)
 
 
-def aggregate(records: list[dict], params: list[str]) -> list[dict]:
+def aggregate(records: list[dict[str, Any]], params: list[str]) -> list[dict[str, Any]]:
     """One record per (scheme, parameters): numeric metrics averaged over the
     repeats, with ``repeats`` and ``wall_s_sd``; plus ``_runs``: the raw ones."""
-    groups: dict[tuple, list[dict]] = defaultdict(list)
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = defaultdict(list)
     for r in records:
         groups[(r["scheme"], *(json.dumps(r.get(k)) for k in params))].append(r)
     out = []
     for recs in groups.values():
-        agg: dict = {}
+        agg: dict[str, Any] = {}
         for k in dict.fromkeys(k for r in recs for k in r):
             vals = [r.get(k) for r in recs]
             nums = [v for v in vals if isinstance(v, (int, float)) and not isinstance(v, bool)]
@@ -93,7 +99,10 @@ def aggregate(records: list[dict], params: list[str]) -> list[dict]:
             elif all(isinstance(v, int) for v in nums) and len(set(nums)) == 1:
                 agg[k] = nums[0]
             else:
-                agg[k] = statistics.fmean(nums)
+                try:
+                    agg[k] = statistics.fmean(nums)
+                except OverflowError:  # integers past a float's range
+                    agg[k] = vals[0]
         walls = [r["wall_s"] for r in recs if isinstance(r.get("wall_s"), (int, float))]
         agg["repeats"] = len(recs)
         agg["wall_s_sd"] = statistics.stdev(walls) if len(walls) > 1 else 0.0
@@ -102,7 +111,8 @@ def aggregate(records: list[dict], params: list[str]) -> list[dict]:
     return out
 
 
-def plot_svg(exp_title: str, spec: Plot, points: list[dict], varying: list[str]) -> str | None:
+def plot_svg(exp_title: str, spec: Plot, points: list[dict[str, Any]],
+             varying: list[str]) -> str | None:
     """One plot as inline SVG text; None when its metric is not in the records."""
     import matplotlib
 
@@ -110,16 +120,15 @@ def plot_svg(exp_title: str, spec: Plot, points: list[dict], varying: list[str])
     import matplotlib.pyplot as plt
     from matplotlib.ticker import LogFormatter
 
-    pts = [p for p in points if isinstance(p.get(spec.y), (int, float))
-           and isinstance(p.get(spec.x), (int, float))]
+    pts = [p for p in points if _plottable(p.get(spec.y)) and _plottable(p.get(spec.x))]
     if not pts:
         return None
     others = [k for k in varying if k not in (spec.x, spec.series)]
 
-    def label(p: dict) -> str:
+    def label(p: dict[str, Any]) -> str:
         return ", ".join([str(p.get(spec.series))] + [f"{k}={p.get(k)}" for k in others])
 
-    series: dict[str, list[dict]] = defaultdict(list)
+    series: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for p in pts:
         series[label(p)].append(p)
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=100)
@@ -133,11 +142,12 @@ def plot_svg(exp_title: str, spec: Plot, points: list[dict], varying: list[str])
         rows = sorted(series[name], key=lambda p: p[spec.x])
         xs = [p[spec.x] for p in rows]
         ys = [p[spec.y] for p in rows]
-        runs = [[r[spec.y] for r in p["_runs"] if isinstance(r.get(spec.y), (int, float))]
+        runs = [[r[spec.y] for r in p["_runs"] if _plottable(r.get(spec.y))]
                 for p in rows]
         if any(len(r) > 1 for r in runs):
-            lo = [y - min(r) for y, r in zip(ys, runs)]
-            hi = [max(r) - y for y, r in zip(ys, runs)]
+            # the mean of equal repeats can round past them: never a negative bar
+            lo = [max(0.0, y - min(r)) if r else 0.0 for y, r in zip(ys, runs)]
+            hi = [max(0.0, max(r) - y) if r else 0.0 for y, r in zip(ys, runs)]
             ax.errorbar(xs, ys, yerr=[lo, hi], capsize=3, **look)
         else:
             ax.plot(xs, ys, **look)
@@ -177,22 +187,19 @@ def _section(store: Store, name: str) -> str:
     parts = [f'<h2 id="{_e(name)}">{_e(name)}: {_e(title)}</h2>']
     meta_keys = {"experiment", "scheme", "repeat", "wall_s", "status", "error", "version",
                  "spec_hash", "finished_at", "attempts", "worker"}
-    if exp is not None:
-        params = [k for k in exp.params]
-    else:
-        params = [k for k in json.loads(store.db.execute(
-            "SELECT params FROM points WHERE experiment = ? LIMIT 1", (name,)).fetchone()[0])]
+    params = list(exp.params) if exp is not None else store.params_of(name)
     points = aggregate(ok, params)
     varying = [k for k in params if len({json.dumps(p.get(k)) for p in points}) > 1]
     fixed = {k: points[0].get(k) for k in params if k not in varying} if points else {}
-    schemes = ", ".join(sorted({p["scheme"] for p in points}))
+    schemes = ", ".join(sorted({str(p["scheme"]) for p in points}))
     fixed_text = ", ".join(f"{k}={v}" for k, v in fixed.items())
     parts.append(f'<p class="meta">{len(ok)} ok runs of {len(points)} points, '
                  f"{len(failed)} failed; schemes {_e(schemes)}"
                  + (f"; fixed: {_e(fixed_text)}" if fixed else "")
                  + (f'; see <code>{_e(exp.doc)}</code>' if exp and exp.doc else "") + "</p>")
     if exp is None:
-        parts.append('<p class="meta">The experiment\'s definition cannot be imported here: '
+        parts.append('<p class="meta">Experiment unknown to this rmaplab (not registered; '
+                     "a results file's module names are never imported): what is stored, "
                      "no plots, every metric in the table.</p>")
     svgs = []
     for spec in (exp.plots if exp else []):
@@ -220,7 +227,7 @@ def _section(store: Store, name: str) -> str:
         head = ["scheme", *varying, *cols, "repeats", "wall_s", "wall_s sd"]
         rows = [[p["scheme"], *(p.get(k) for k in varying), *(p.get(c) for c in cols),
                  p["repeats"], p.get("wall_s"), p["wall_s_sd"]]
-                for p in sorted(points, key=lambda p: (p["scheme"], *(_sortable(p.get(k))
+                for p in sorted(points, key=lambda p: (str(p["scheme"]), *(_sortable(p.get(k))
                                                                        for k in varying)))]
         parts.append("<h3>Points (mean over repeats)</h3>" + _table(head, rows))
     if failed:
@@ -239,16 +246,23 @@ def build_report(store: Store) -> str:
     sweeps = store.sweeps()
     sweep_rows = []
     for s in sweeps:
-        spec = json.loads(s["spec"])
-        grid = "; ".join(f"{k} = {v}" for k, v in spec["params"].items())
-        sweep_rows.append([s["spec_hash"][:12], s["experiment_ref"], ", ".join(spec["schemes"]),
-                           grid, spec["repeats"], s["description"], s["first_seen"]])
+        spec = json_object(s["spec"], f"{store.path}: sweep {str(s['spec_hash'])[:12]}: spec")
+        params = spec.get("params")
+        grid = ("; ".join(f"{k} = {v}" for k, v in params.items())
+                if isinstance(params, dict) else str(params))
+        schemes = spec.get("schemes")
+        sweep_rows.append([str(s["spec_hash"])[:12], s["experiment_ref"],
+                           ", ".join(map(str, schemes)) if isinstance(schemes, list)
+                           else str(schemes), grid, spec.get("repeats"), s["description"],
+                           s["first_seen"]])
     run_rows = []
     for r in store.runs():
-        libs = ", ".join(f"{k} {v}" for k, v in json.loads(r["libraries"]).items())
-        run_rows.append([r["id"], r["spec_hash"][:12], r["started_at"], r["ended_at"] or "(killed)",
-                         r["outcome"] or "", r["done"], r["failed"], r["version"],
-                         f"Python {r['python']}", libs, r["platform"], r["scheduler"]])
+        libs = ", ".join(f"{k} {v}" for k, v in json_object(
+            r["libraries"], f"{store.path}: run {r['id']}: libraries").items())
+        run_rows.append([r["id"], str(r["spec_hash"])[:12], r["started_at"],
+                         r["ended_at"] or "(killed)", r["outcome"] or "", r["done"], r["failed"],
+                         r["version"], f"Python {r['python']}", libs, r["platform"],
+                         r["scheduler"]])
     versions = sorted({str(v[0]) for v in store.db.execute("SELECT DISTINCT version FROM points")})
     toc = " · ".join(f'<a href="#{_e(n)}">{_e(n)}</a>' for n in names)
     return f"""<!DOCTYPE html>
@@ -279,5 +293,21 @@ def write_report(store: Store | str | Path, path: str | Path) -> Path:
         with Store(store, readonly=True) as s:
             return write_report(s, path)
     out = Path(path)
-    out.write_text(build_report(store), encoding="utf-8")
+    text = build_report(store)
+    with replacing(out) as tmp:
+        tmp.write_text(text, encoding="utf-8")
     return out
+
+
+def check_outputs(db: str | Path, outputs: list[str | Path]) -> None:
+    """Refuse an output that is the results file (or its WAL files), or
+    two outputs that are one file: StoreError, before anything is written."""
+    inputs = [Path(str(db) + suffix) for suffix in ("", "-wal", "-shm")]
+    for n, out in enumerate(outputs):
+        for inp in inputs:
+            if same_file(out, inp):
+                raise StoreError(f"{out}: is the results file being reported on; "
+                                 "give another output file")
+        for other in outputs[:n]:
+            if same_file(out, other):
+                raise StoreError(f"{out}: named for two outputs; give each its own file")

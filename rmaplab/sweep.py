@@ -18,10 +18,14 @@ says so, and an interrupted sweep throws away at most one point per thread.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
+import multiprocessing
 import os
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 import traceback
@@ -40,6 +44,7 @@ from rich.progress import (
 )
 
 from . import __version__
+from .experiments import Experiment
 from .store import Store, records_to_arrow
 from .sweep_spec import Point, SweepSpec, load_spec, parse_spec, resolve_experiment
 
@@ -48,6 +53,24 @@ INLINE = "inline"
 
 class SweepUnavailable(Exception):
     """The cluster cannot be started or reached."""
+
+
+class SweepOptionError(ValueError):
+    """An option of the sweep that cannot be honoured here (too many workers)."""
+
+
+#: A LocalCluster may have at most this many worker processes per CPU.
+WORKERS_PER_CPU = 4
+
+
+def check_workers(workers: int | None) -> None:
+    """Refuse a local cluster of more workers than this machine can hold."""
+    cpus = os.cpu_count() or 1
+    if workers is not None and not 1 <= workers <= WORKERS_PER_CPU * cpus:
+        raise SweepOptionError(
+            f"--workers {workers}: a local cluster here takes 1 to {WORKERS_PER_CPU * cpus} "
+            f"worker processes ({WORKERS_PER_CPU} per CPU, {cpus} CPUs); for more, start a "
+            "Dask cluster and give its --scheduler address")
 
 
 class Interrupted(BaseException):
@@ -75,31 +98,34 @@ class SweepResult:
     failed: int = 0  # run and stored failed now
     failed_before: int = 0  # stored failed earlier and not retried
     wall_s: float = 0.0
-    records: list[dict] = field(default_factory=list)
+    records: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def complete(self) -> bool:
         return self.failed == 0 and self.failed_before == 0
 
-    def table(self):
+    def table(self) -> Any:
         """The records as a pyarrow Table."""
         return records_to_arrow(self.records)
 
 
 # -- the worker side ----------------------------------------------------------------
-_EXPERIMENTS: dict[str, Any] = {}
+@functools.lru_cache(maxsize=8)
+def _experiment(ref: str, allow_import: bool) -> Experiment:
+    """The experiment of ref, resolved once per worker process."""
+    return resolve_experiment(ref, allow_import=allow_import)
 
 
-def run_point(ref: str, scheme: str, params: dict) -> dict:
+def run_point(ref: str, scheme: str, params: dict[str, Any],
+              allow_import: bool = False) -> dict[str, Any]:
     """Run one point (on a worker). Never raises for the experiment's own
-    errors: they come back as {"ok": False, "error": ...}."""
+    errors: they come back as {"ok": False, "error": ...}. allow_import:
+    the user trusts ref's module (the spec was accepted with it)."""
     t0 = time.perf_counter()
     out: dict[str, Any] = {"version": __version__,
                            "worker": f"{socket.gethostname()}:{os.getpid()}"}
     try:
-        exp = _EXPERIMENTS.get(ref)
-        if exp is None:
-            exp = _EXPERIMENTS[ref] = resolve_experiment(ref)
+        exp = _experiment(ref, allow_import)
         metrics = exp.run(scheme, dict(params))
         if not isinstance(metrics, dict):
             raise TypeError(f"{exp.name}.run returned {type(metrics).__name__}, not a dict")
@@ -121,11 +147,11 @@ class _Inline:
     def __init__(self) -> None:
         self.description = INLINE
 
-    def run(self, ref: str, todo: list[Point], on_start: Callable[[int], None]
-            ) -> Iterator[tuple[Point, dict]]:
+    def run(self, ref: str, allow_import: bool, todo: list[Point],
+            on_start: Callable[[int], None]) -> Iterator[tuple[Point, dict[str, Any]]]:
         for p in todo:
             on_start(1)
-            yield p, run_point(ref, p.scheme, p.params)
+            yield p, run_point(ref, p.scheme, p.params, allow_import)
 
     def close(self) -> None:
         pass
@@ -153,32 +179,85 @@ def _sigint_held() -> Iterator[None]:
         signal.signal(signal.SIGINT, old)
 
 
+# Run in its own session by _SemaphoreReaper: waits for the sweep to end;
+# unless told "done", unlinks the POSIX semaphores named with its prefix.
+_REAPER = """
+import glob, os, sys
+if sys.stdin.buffer.read() != b"done":
+    for path in glob.glob("/dev/shm/sem." + sys.argv[1] + "-*"):
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+"""
+
+
+class _SemaphoreReaper:
+    """Unlinks the LocalCluster's semaphores if the sweep is killed.
+
+    Dask's nannies start workers with multiprocessing's spawn method, whose
+    queues are named POSIX semaphores (/dev/shm/sem.*) that multiprocessing's
+    resource tracker unlinks when the sweep ends. Killed as a process group
+    (SIGKILL), the tracker dies with the sweep and the files stay. So while
+    the cluster lives, semaphores get a name prefix of this process's own,
+    and a helper in another session (which outlives the group) unlinks the
+    ones left by that prefix when this process's pipe closes without "done".
+    """
+
+    def __init__(self) -> None:
+        self.prefix = f"mp-rmaplab{os.getpid()}"
+        self.config: dict[str, Any] = multiprocessing.current_process()._config  # type: ignore[attr-defined]
+        self.old = self.config.get("semprefix")
+        self.proc: subprocess.Popen[bytes] | None = None
+        with contextlib.suppress(OSError):
+            self.proc = subprocess.Popen(
+                [sys.executable, "-c", _REAPER, self.prefix], stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        if self.proc is not None:
+            self.config["semprefix"] = "/" + self.prefix
+
+    def close(self) -> None:
+        """The cluster is closed: its semaphores are gone the ordinary way."""
+        if self.old is not None:
+            self.config["semprefix"] = self.old
+        if self.proc is not None and self.proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                self.proc.stdin.write(b"done")
+                self.proc.stdin.close()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=5)
+            self.proc = None
+
+
 class _Dask:
     """A Dask client, on a LocalCluster we start or a scheduler we are given."""
 
     def __init__(self, scheduler: Any, workers: int | None) -> None:
         try:
-            from distributed import Client, LocalCluster
+            import distributed
         except ImportError as e:  # pragma: no cover - a dependency
             raise SweepUnavailable(f"dask distributed is not installed ({e}): "
                                    "pip install 'dask[distributed]'") from None
-        self.cluster = None
-        self.client = None
+        dist: Any = distributed  # untyped
+        self.cluster: Any = None
+        self.client: Any = None
         self.own_client = True
+        self.reaper: _SemaphoreReaper | None = None
         try:
             if scheduler is None:
                 n = workers or max(1, os.cpu_count() or 1)
+                self.reaper = _SemaphoreReaper()
                 with _sigint_held():
-                    self.cluster = LocalCluster(
+                    self.cluster = dist.LocalCluster(
                         n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
                         silence_logs=logging.ERROR,
                         # no dashboard; the scheduler's own HTTP routes on a free
                         # port of 127.0.0.1 only
                         dashboard_address="127.0.0.1:0", scheduler_kwargs={"dashboard": False})
-                self.client = Client(self.cluster, set_as_default=False)
+                self.client = dist.Client(self.cluster, set_as_default=False)
                 self.description = f"LocalCluster {self.cluster.scheduler_address} ({n} workers)"
             elif isinstance(scheduler, str):
-                self.client = Client(scheduler, timeout=15, set_as_default=False)
+                self.client = dist.Client(scheduler, timeout=15, set_as_default=False)
                 self.description = scheduler
             else:  # a distributed.Client the caller holds
                 self.client, self.own_client = scheduler, False
@@ -193,26 +272,28 @@ class _Dask:
         client = self.client
         assert client is not None  # __init__ sets it or raises
         try:
-            return max(1, sum(client.nthreads().values()))
+            return max(1, int(sum(client.nthreads().values())))
         except Exception:  # noqa: BLE001 - a scheduler gone away: keep going with one
             return 1
 
-    def run(self, ref: str, todo: list[Point], on_start: Callable[[int], None]
-            ) -> Iterator[tuple[Point, dict]]:
-        from distributed import as_completed
+    def run(self, ref: str, allow_import: bool, todo: list[Point],
+            on_start: Callable[[int], None]) -> Iterator[tuple[Point, dict[str, Any]]]:
+        import distributed
 
+        dist: Any = distributed  # untyped
         client = self.client
         assert client is not None  # __init__ sets it or raises
         queue = list(reversed(todo))
         which: dict[str, Point] = {}
-        ac = as_completed(loop=client.loop)
+        ac = dist.as_completed(loop=client.loop)
 
         def submit(k: int) -> None:
             n = 0
             while queue and n < k:
                 p = queue.pop()
                 key = f"rmaplab-point-{len(queue)}-{time.time_ns()}"
-                fut = client.submit(run_point, ref, p.scheme, p.params, pure=False, key=key)
+                fut = client.submit(run_point, ref, p.scheme, p.params, allow_import,
+                                    pure=False, key=key)
                 which[key] = p  # fut.key is this key
                 ac.add(fut)
                 n += 1
@@ -236,6 +317,8 @@ class _Dask:
             if thing is not None:
                 with contextlib.suppress(Exception):  # closing on the way out
                     thing.close()
+        if self.reaper is not None:
+            self.reaper.close()
 
 
 def _executor(scheduler: Any, workers: int | None) -> _Inline | _Dask:
@@ -273,9 +356,11 @@ def _signals() -> Callable[[], None]:
     return restore
 
 
-def run_sweep(spec: SweepSpec | dict | str | os.PathLike[str], db: str | os.PathLike[str],
+def run_sweep(spec: SweepSpec | dict[str, Any] | str | os.PathLike[str],
+              db: str | os.PathLike[str],
               *, scheduler: Any = None, workers: int | None = None, retry_failed: bool = False,
-              progress: bool = True, console: Console | None = None) -> SweepResult:
+              progress: bool = True, console: Console | None = None,
+              allow_import: bool = False, max_memory: int | None = None) -> SweepResult:
     """Run the points of spec missing from the store db; return the result
     with every stored ok record of the spec's points.
 
@@ -283,14 +368,25 @@ def run_sweep(spec: SweepSpec | dict | str | os.PathLike[str], db: str | os.Path
     scheduler: None (a LocalCluster of `workers` processes on 127.0.0.1),
     a scheduler address ("tcp://host:8786"), a distributed.Client, or
     "inline" (this process, no Dask).
+    allow_import: the spec may name a "package.module:ATTR" experiment, whose
+    module is imported (trusted code; registered experiments need nothing).
+    One sweep at a time writes to a store: a second one is refused
+    (StoreError) while the first runs. A point that would need more host
+    memory than max_memory bytes (default: what the machine has available,
+    shared by a local cluster's workers) is refused before any runs
+    (budget.OverBudget).
     """
     if isinstance(spec, dict):
-        spec = parse_spec(spec)
+        spec = parse_spec(spec, allow_import=allow_import)
     elif not isinstance(spec, SweepSpec):
-        spec = load_spec(spec)
+        spec = load_spec(spec, allow_import=allow_import)
+    if scheduler is None:
+        check_workers(workers)
+    _check_memory(spec, max_memory, scheduler, workers)
     console = console or Console(stderr=True)
     t0 = time.perf_counter()
     with Store(db) as store:
+        store.lock_for_sweep()
         store.add_sweep(spec)
         todo, skipped, failed_before = plan(spec, store, retry_failed=retry_failed)
         result = SweepResult(spec=spec, db=str(db), total=skipped + len(todo), skipped=skipped,
@@ -306,7 +402,26 @@ def run_sweep(spec: SweepSpec | dict | str | os.PathLike[str], db: str | os.Path
     return result
 
 
-def _params_key(rec: dict, spec: SweepSpec) -> str:
+def _check_memory(spec: SweepSpec, max_memory: int | None, scheduler: Any,
+                  workers: int | None) -> None:
+    """Every point within the host memory one may use, or OverBudget. A
+    local cluster's workers share this machine; a scheduler's are elsewhere
+    (only an explicit max_memory bounds them)."""
+    if scheduler is not None and scheduler != INLINE and max_memory is None:
+        return
+    share = 1 if scheduler == INLINE or max_memory is not None \
+        else workers or max(1, os.cpu_count() or 1)
+    seen = set()
+    for p in spec.points():
+        if p.params_key in seen:
+            continue
+        seen.add(p.params_key)
+        why = spec.experiment.memory_problem(p.scheme, p.params, max_memory, share)
+        if why is not None:
+            raise SweepOptionError(why)
+
+
+def _params_key(rec: dict[str, Any], spec: SweepSpec) -> str:
     return Point(spec.experiment.name, rec["scheme"], {k: rec.get(k) for k in spec.grid},
                  0).params_key
 
@@ -337,7 +452,7 @@ def _run(spec: SweepSpec, store: Store, todo: list[Point], result: SweepResult, 
                 running += n
                 bar.update(task, running=running)
 
-            for point, res in ex.run(spec.experiment_ref, todo, started):
+            for point, res in ex.run(spec.experiment_ref, spec.allow_import, todo, started):
                 running -= 1
                 store.record(point, ok=res["ok"], metrics=res.get("metrics"),
                              error=res.get("error"), wall_s=res.get("wall_s"),
@@ -352,7 +467,9 @@ def _run(spec: SweepSpec, store: Store, todo: list[Point], result: SweepResult, 
         outcome = "complete" if result.complete else "failed points"
     finally:
         restore()
-        if run_id is not None:
-            store.end_run(run_id, outcome=outcome)
-        if ex is not None:
-            ex.close()
+        try:
+            if run_id is not None:  # fails too on a full disk: the cluster still closes
+                store.end_run(run_id, outcome=outcome)
+        finally:
+            if ex is not None:
+                ex.close()

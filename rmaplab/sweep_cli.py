@@ -12,6 +12,7 @@ here (no cluster), 70 internal error, 130/143 interrupted by SIGINT/SIGTERM
 from __future__ import annotations
 
 import dataclasses
+import sqlite3
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -26,22 +27,33 @@ from .cliutil import (
     Handlers,
     SchemeList,
     guard,
+    max_memory_option,
     output_path,
     print_json,
     quiet_options,
     say,
+    status_for,
 )
-from .report import write_report
-from .store import Store, StoreError
-from .sweep import INLINE, Interrupted, SweepUnavailable, run_sweep
+from .report import check_outputs, write_report
+from .store import Store, StoreError, db_error
+from .sweep import INLINE, Interrupted, SweepOptionError, SweepUnavailable, run_sweep
 from .sweep_spec import SpecError, load_spec
 
 EXIT_FAILED = 1
 
 
-def _handlers(cmd: str) -> Handlers:
+def _handlers(cmd: str, db: Path) -> Handlers:
     def invalid(e: BaseException) -> int:
         say(cmd, str(e))
+        return EXIT_INVALID
+
+    def sqlite_error(e: BaseException) -> int:
+        # the file or the machine (locked, damaged, full) is said plainly; else a bug
+        assert isinstance(e, sqlite3.Error)
+        known = db_error(str(db), e)
+        if known is None:
+            return status_for(cmd, RuntimeError(f"SQLite: {e}"))
+        say(cmd, str(known))
         return EXIT_INVALID
 
     def unavailable(e: BaseException) -> int:
@@ -53,13 +65,14 @@ def _handlers(cmd: str) -> Handlers:
             "to run the rest")
         return 128 + getattr(e, "signum", 2)
 
-    return {SpecError: invalid, StoreError: invalid, SweepUnavailable: unavailable,
+    return {SpecError: invalid, StoreError: invalid, SweepOptionError: invalid,
+            sqlite3.Error: sqlite_error, SweepUnavailable: unavailable,
             Interrupted: interrupted, KeyboardInterrupt: interrupted}
 
 
-def _guard(cmd: str, body: Callable[[], int]) -> None:
+def _guard(cmd: str, body: Callable[[], int], db: Path) -> None:
     """Run a command body; map each way it can end to an exit status (docs/cli.md)."""
-    guard(cmd, body, _handlers(cmd))
+    guard(cmd, body, _handlers(cmd, db))
 
 
 @click.command("sweep")
@@ -69,17 +82,22 @@ def _guard(cmd: str, body: Callable[[], int]) -> None:
 @click.option("--scheduler", default=None, metavar="tcp://HOST:PORT",
               help="An existing Dask scheduler (default: a LocalCluster on 127.0.0.1; "
                    "'inline': this process, no Dask).")
-@click.option("--workers", type=click.IntRange(1, 1024), default=None,
-              help="Worker processes of the LocalCluster (default: one per CPU).")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Worker processes of the LocalCluster (default: one per CPU; at most "
+                   "4 per CPU).")
 @click.option("--retry-failed", is_flag=True, help="Run again the points stored as failed.")
 @click.option("--schemes", type=SchemeList(), default=None,
               help="Comma-separated rmap schemes, or 'all', instead of the spec's "
                    "(a different sweep: its own points).")
+@click.option("--allow-import", is_flag=True,
+              help="Let SPEC name an experiment as 'package.module:ATTR': that module is "
+                   "imported and runs (trusted code only).")
+@max_memory_option("one point (over the local workers)")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
 @quiet_options
 def sweep_cmd(spec: Path, db: Path, scheduler: str | None, workers: int | None,
-              retry_failed: bool, schemes: tuple[str, ...] | None, as_json: bool,
-              quiet: bool, no_progress: bool) -> None:
+              retry_failed: bool, schemes: tuple[str, ...] | None, allow_import: bool,
+              max_memory: int | None, as_json: bool, quiet: bool, no_progress: bool) -> None:
     """Run the grid of SPEC (a TOML file: docs/sweeps.md) on Dask into --db."""
     if scheduler is not None and scheduler != INLINE and "://" not in scheduler:
         click.echo(f"rmaplab sweep: --scheduler {scheduler!r}: expected an address like "
@@ -92,11 +110,12 @@ def sweep_cmd(spec: Path, db: Path, scheduler: str | None, workers: int | None,
     console = Console(stderr=True)
 
     def body() -> int:
-        s = load_spec(spec)
+        s = load_spec(spec, allow_import=allow_import)
         if schemes:
             s = dataclasses.replace(s, schemes=list(schemes))
         res = run_sweep(s, db, scheduler=scheduler, workers=workers, retry_failed=retry_failed,
-                        progress=not (quiet or no_progress), console=console)
+                        progress=not (quiet or no_progress), console=console,
+                        max_memory=max_memory)
         if as_json:
             print_json({"experiment": s.experiment.name, "spec_hash": s.hash, "db": str(db),
                         "points": res.total, "skipped": res.skipped, "done": res.done,
@@ -111,7 +130,7 @@ def sweep_cmd(spec: Path, db: Path, scheduler: str | None, workers: int | None,
             click.echo(f"{msg}; {db} ({res.wall_s:.1f} s)")
         return 0 if res.complete else EXIT_FAILED
 
-    _guard("sweep", body)
+    _guard("sweep", body, db)
 
 
 @click.command("report")
@@ -141,6 +160,7 @@ def report_cmd(db: Path, html_path: Path | None, csv_path: Path | None,
             if path:
                 files.output(option, path)
         files.check()  # before the database is opened: no output may be it
+        check_outputs(db, [p for p in (html_path, csv_path, parquet_path) if p is not None])
         with Store(db, readonly=True) as store:
             wrote = []
             if html_path:
@@ -159,4 +179,4 @@ def report_cmd(db: Path, html_path: Path | None, csv_path: Path | None,
             say("report", "wrote " + ", ".join(wrote))
         return 0
 
-    _guard("report", body)
+    _guard("report", body, db)

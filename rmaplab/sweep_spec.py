@@ -37,6 +37,9 @@ from .rmap import SCHEMES
 
 TOP_KEYS = ("experiment", "schemes", "repeats", "params", "description")
 MAX_POINTS = 1_000_000
+#: Arrays and inline tables nested deeper than this are refused before
+#: tomllib sees them (it recurses once per level); a spec needs one.
+MAX_NESTING = 8
 
 
 class SpecError(ValueError):
@@ -50,15 +53,21 @@ class SpecError(ValueError):
         super().__init__(where + message)
 
 
-def resolve_experiment(ref: str) -> Experiment:
-    """A registered experiment by name, or "package.module:ATTR" (an
-    Experiment object, or a function of no arguments returning one)."""
+def resolve_experiment(ref: str, *, allow_import: bool = False) -> Experiment:
+    """A registered experiment by name, or, only with allow_import (the
+    user's word that the module is trusted code), "package.module:ATTR"
+    naming an Experiment object in an importable module. Nothing is called:
+    an ATTR that is not an Experiment (a function, say) is refused."""
     reg = experiments()
     if ref in reg:
         return reg[ref]
     if ":" not in ref:
         raise LookupError(f"unknown experiment {ref!r}; choose one of {', '.join(sorted(reg))} "
-                          "or give 'package.module:ATTR'")
+                          "or give 'package.module:ATTR' (with --allow-import)")
+    if not allow_import:
+        raise LookupError(f"{ref!r} is not a registered experiment; importing it would run "
+                          "the code of that module: pass --allow-import (allow_import=True) "
+                          "if you trust it")
     mod_name, _, attr = ref.partition(":")
     try:
         mod = importlib.import_module(mod_name)
@@ -66,10 +75,9 @@ def resolve_experiment(ref: str) -> Experiment:
         raise LookupError(f"cannot import {mod_name!r} for experiment {ref!r}: "
                           f"{type(e).__name__}: {e}") from None
     obj = getattr(mod, attr, None)
-    if callable(obj) and not isinstance(obj, Experiment):
-        obj = obj()
     if not isinstance(obj, Experiment):
-        raise LookupError(f"{ref!r} is not an rmaplab Experiment")
+        raise LookupError(f"{ref!r} is {type(obj).__name__}, not an rmaplab Experiment "
+                          "object (nothing was called)")
     return obj
 
 
@@ -84,7 +92,7 @@ class Point:
 
     experiment: str
     scheme: str
-    params: dict
+    params: dict[str, Any]
     repeat: int
 
     @property
@@ -103,14 +111,15 @@ class SweepSpec:
     experiment_ref: str
     experiment: Experiment
     schemes: list[str]
-    grid: dict[str, list]
+    grid: dict[str, list[Any]]
     repeats: int = 1
     description: str = ""
     source: str = ""  # the TOML text (empty for a spec given as a dict)
     path: str = ""
-    extra: dict = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+    allow_import: bool = False  # experiment_ref is a module:ATTR the user trusts
 
-    def normalized(self) -> dict:
+    def normalized(self) -> dict[str, Any]:
         return {"experiment": self.experiment_ref, "schemes": list(self.schemes),
                 "params": {k: list(v) for k, v in self.grid.items()}, "repeats": self.repeats}
 
@@ -154,7 +163,8 @@ def _coerce(key: str, value: Any, kind: type, source: str) -> Any:
     return value
 
 
-def parse_spec(data: Mapping[str, Any], *, source: str = "", text: str = "") -> SweepSpec:
+def parse_spec(data: Mapping[str, Any], *, source: str = "", text: str = "",
+               allow_import: bool = False) -> SweepSpec:
     """Validate a spec given as a mapping (what tomllib returns)."""
     if not isinstance(data, Mapping):
         raise SpecError(None, "a sweep spec is a table of keys", source)
@@ -167,7 +177,7 @@ def parse_spec(data: Mapping[str, Any], *, source: str = "", text: str = "") -> 
     if not isinstance(ref, str) or not ref:
         raise SpecError("experiment", f"{ref!r} is not an experiment name", source)
     try:
-        exp = resolve_experiment(ref)
+        exp = resolve_experiment(ref, allow_import=allow_import)
     except LookupError as e:
         raise SpecError("experiment", str(e), source) from None
 
@@ -220,18 +230,72 @@ def parse_spec(data: Mapping[str, Any], *, source: str = "", text: str = "") -> 
         if why is not None:  # refused before anything runs, as `rmaplab experiment` does
             raise SpecError("params", why, source)
     return SweepSpec(experiment_ref=ref, experiment=exp, schemes=schemes, grid=grid,
-                     repeats=repeats, description=desc, source=text, path=source)
+                     repeats=repeats, description=desc, source=text, path=source,
+                     allow_import=allow_import and ref not in experiments())
 
 
-def load_spec(path: str | os.PathLike[str]) -> SweepSpec:
+def _too_deep(text: str) -> tuple[int, str] | None:
+    """(line, key) of the first value nested deeper than MAX_NESTING, or None.
+
+    A scan of brackets outside strings and comments, enough to bound what
+    tomllib would recurse into (a malformed file is tomllib's to report)."""
+    depth, line, key, table, i, n = 0, 1, "", "", 0, len(text)
+    line_start = 0
+    while i < n:
+        c = text[i]
+        if c == "\n":
+            line += 1
+            line_start = i + 1
+        elif c == "#":
+            while i < n and text[i] != "\n":
+                i += 1
+            continue
+        elif c in "\"'":
+            quote = text[i:i + 3] if text[i:i + 3] in ('"""', "'''") else c
+            i += len(quote)
+            while i < n and not text.startswith(quote, i):
+                if text[i] == "\\" and quote[0] == '"':
+                    i += 1
+                elif text[i] == "\n":
+                    line += 1
+                i += 1
+            i += len(quote)
+            continue
+        elif c in "[{":
+            if depth == 0:
+                before = text[line_start:i]
+                if not before.strip():  # a [table] header
+                    end = text.find("\n", i)
+                    table = text[i:end if end >= 0 else n].partition("#")[0].strip("[] \t")
+                    key = table
+                else:
+                    key = before.partition("=")[0].strip()
+                    key = f"{table}.{key}" if table else key
+            depth += 1
+            if depth > MAX_NESTING:
+                return line, key
+        elif c in "]}":
+            depth = max(0, depth - 1)
+        i += 1
+    return None
+
+
+def load_spec(path: str | os.PathLike[str], *, allow_import: bool = False) -> SweepSpec:
     """Read and validate a SPEC.toml; SpecError names the file and key."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise SpecError(None, f"cannot read the spec: {e}", str(p)) from None
+    deep = _too_deep(text)
+    if deep is not None:
+        line, key = deep
+        raise SpecError(key or None, f"line {line}: arrays or tables nested more than "
+                        f"{MAX_NESTING} deep (a spec needs a list of values)", str(p))
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise SpecError(None, f"not valid TOML: {e}", str(p)) from None
-    return parse_spec(data, source=str(p), text=text)
+    except RecursionError:
+        raise SpecError(None, "nested too deeply to read", str(p)) from None
+    return parse_spec(data, source=str(p), text=text, allow_import=allow_import)

@@ -2,7 +2,7 @@
 """Sweeps: specs, the results store, resume after SIGKILL, failed points.
 
 The test experiment lives in a module the test writes (named by the spec
-as "module:ATTR"): each point sleeps a little, and x = 3 fails while a
+as "module:ATTR", run with --allow-import): each point sleeps a little, and x = 3 fails while a
 marker file exists, so a sweep can be killed part-way and a failure can be
 made to go away before --retry-failed.
 """
@@ -84,7 +84,8 @@ def _count(db: Path) -> int:
 
 def _sweep(d: Path, *extra: str) -> list[str]:
     return [sys.executable, "-c", "from rmaplab.cli import main; main()", "sweep",
-            str(d / "spec.toml"), "--db", str(d / "r.sqlite"), "--no-progress", *extra]
+            str(d / "spec.toml"), "--db", str(d / "r.sqlite"), "--no-progress", "--allow-import",
+            *extra]
 
 
 def _wait_stored(proc: subprocess.Popen, db: Path, n: int) -> list:
@@ -264,17 +265,19 @@ def test_sweep_unreachable_scheduler_is_status_3(exp_dir: Path) -> None:
 
 def test_library_sweep_inline_records_and_arrow(exp_dir: Path) -> None:
     db = exp_dir / "lib.sqlite"
-    res = run_sweep(exp_dir / "spec.toml", db, scheduler="inline", progress=False)
+    res = run_sweep(exp_dir / "spec.toml", db, scheduler="inline", progress=False,
+                    allow_import=True)
     assert res.done == NPOINTS and res.failed == 0 and res.complete
     assert len(res.records) == NPOINTS
     table = res.table()
     assert table.num_rows == NPOINTS and {"scheme", "x", "repeat", "y", "z"} <= set(
         table.column_names)
-    again = run_sweep(exp_dir / "spec.toml", db, scheduler="inline", progress=False)
+    again = run_sweep(exp_dir / "spec.toml", db, scheduler="inline", progress=False,
+                    allow_import=True)
     assert again.skipped == NPOINTS and again.done == 0 and len(again.records) == NPOINTS
     # a different grid of the same experiment shares the points it has in common
     spec = parse_spec({"experiment": "rmaplab_sweeptest_exp:EXPERIMENT", "schemes": ["modern"],
-                       "params": {"x": [1, 7]}})
+                       "params": {"x": [1, 7]}}, allow_import=True)
     third = run_sweep(spec, db, scheduler="inline", progress=False)
     assert (third.skipped, third.done) == (1, 1)
 

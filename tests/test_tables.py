@@ -6,6 +6,7 @@ legend for the short headers; and once in a real 80-column tmux pane."""
 from __future__ import annotations
 
 import io
+import os
 import re
 import shutil
 import subprocess
@@ -94,7 +95,7 @@ def test_table_in_a_real_80_column_tmux_pane(tmp_path: Path) -> None:
     rmaplab = Path(sys.executable).with_name("rmaplab")
     if not rmaplab.exists():
         pytest.skip(f"no rmaplab script beside {sys.executable} (pip install -e .)")
-    sock = f"rmaplab-test-{tmp_path.name}"
+    sock = f"rmaplab-test-{os.getpid()}-{tmp_path.name}"
     cmd = (f"{rmaplab} experiment aim7 --schemes all --param procs=2,4 --param pages=8 "
            f"--out {tmp_path / 'out'} --no-progress; tmux -L {sock} wait-for -S done")
     base = [tmux, "-L", sock, "-f", "/dev/null"]

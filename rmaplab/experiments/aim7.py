@@ -18,7 +18,7 @@ import numpy as np
 from ..consts import MAX_PAGES, WINDOW_START
 from ..machine import Config, Machine
 from ..rmap.core import page_referenced_batch
-from .base import Claim, Experiment, Plot, within_budget
+from .base import Claim, Experiment, Plot, forked_footprint, within_budget
 
 
 def run(scheme: str, p: dict) -> dict:
@@ -77,6 +77,7 @@ EXPERIMENT = Experiment(
     limits={"procs": (1, 1_000_000), "pages": (1, MAX_PAGES), "cow": (0.0, 1.0)},
     check=lambda p: within_budget(p["pages"] * (1 + p["procs"] * p["cow"]),
                                   "procs x pages x cow"),
+    footprint=lambda p: forked_footprint(p["pages"], p["procs"], p["cow"]),
     run=run,
     columns=("walks", "visited_avg", "visited_max", "listed_avg", "listed_max", "ptes_avg",
              "anon_vmas", "avcs", "rmap_bytes_x86_64", "wall_s"),

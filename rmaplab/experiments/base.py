@@ -15,6 +15,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..budget import Footprint, OverBudget, check
+
 
 @dataclass(slots=True, kw_only=True)
 class Claim:
@@ -68,6 +70,8 @@ class Experiment:
     check: Callable[[dict], str | None] | None = None
     # What each parameter means, one line each (``--list-params``, ``--help``).
     param_help: dict[str, str] = field(default_factory=dict)
+    # The counts a point's host memory grows with (rmaplab.budget), if known.
+    footprint: Callable[[dict], Footprint] | None = None
 
     def problem(self, p: dict) -> str | None:
         """What is wrong with the parameters of one point, or None."""
@@ -78,6 +82,19 @@ class Experiment:
             if p[key] not in allowed:
                 return f"{key}={p[key]!r}: choose from {', '.join(map(str, allowed))}"
         return self.check(p) if self.check is not None else None
+
+    def memory_problem(self, scheme: str, p: dict, max_memory: int | None = None,
+                       share: int = 1) -> str | None:
+        """None, or why one point would not fit the host memory it may use
+        (max_memory bytes, else what the machine has over `share` workers)."""
+        if self.footprint is None:
+            return None
+        what = ", ".join(f"{k}={v}" for k, v in p.items()) + f" ({scheme})"
+        try:
+            check(self.footprint(p), what, scheme=scheme, max_memory=max_memory, share=share)
+        except OverBudget as e:
+            return str(e)
+        return None
 
 
 def _num(x: float) -> str:
@@ -95,3 +112,11 @@ def within_budget(pages: float, what: str) -> str | None:
         return (f"{what} needs {int(pages):,} pages, more than the {PAGE_BUDGET:,} "
                 "frames a point may use")
     return None
+
+
+def forked_footprint(pages: int, procs: int, cow: float) -> Footprint:
+    """A parent with `pages` written pages and `procs` children alive at once,
+    each writing its `cow` share (aim7's and contention's shape)."""
+    mappings = pages * (1 + procs)
+    return Footprint(pte_slots=mappings, mapped=mappings,
+                     frames=int(pages * (1 + procs * cow)))

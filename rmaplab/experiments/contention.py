@@ -20,7 +20,7 @@ from ..consts import MAX_PAGES
 from ..contention.aim7 import Aim7Params, run_aim7
 from ..contention.race import run_race
 from ..contention.reclaim import ReclaimParams, run_reclaim
-from .base import Claim, Experiment, Plot, within_budget
+from .base import Claim, Experiment, Plot, forked_footprint, within_budget
 
 #: the published context of the trylock claims: a mechanism, not a figure
 NO_FIGURE = ("no published figure; the mechanism is Rik van Riel's try_to_unmap (mm/rmap.c, "
@@ -103,6 +103,7 @@ EXPERIMENT = Experiment(
             "unmap": (0.0, 1.0), "rounds": (1, 10_000)},
     check=lambda p: within_budget(p["pages"] * (1 + p["procs"] * p["cow"]),
                                   "procs x pages x cow"),
+    footprint=lambda p: forked_footprint(p["pages"], p["procs"], p["cow"]),
     run=run,
     columns=("throughput_jpm", "wait_share", "wait_anon", "sleep_anon", "wait_ptl",
              "hold_max_us_anon", "queue_max_anon", "hot_anon_queue_avg", "hold_max_us_ptl",

@@ -146,19 +146,22 @@ def _schemes(exp: Experiment, schemes: Sequence[str] | str | None) -> list[str]:
 
 def run_experiment(exp: Experiment | str, *, schemes: Sequence[str] | str | None = None,
                    params: Sequence[str] | Mapping[str, object] = (), progress: bool = True,
-                   console: Console | None = None) -> ExperimentResult:
+                   console: Console | None = None,
+                   max_memory: int | None = None) -> ExperimentResult:
     """Run every point of the grid; return one record per point.
 
     `exp` is an Experiment or a registered name ("aim7"); `schemes` a list of
     names, "all", or None for the experiment's own; `params` a mapping of
     Python values or the CLI's "NAME=V1,V2" strings (see parse_params).
     Every point is checked against the experiment's limits before any runs:
-    a bad point raises ValueError and loses no results."""
+    a bad point raises ValueError and loses no results. A point that would
+    need more host memory than max_memory bytes (default: what the machine
+    has available) is refused the same way."""
     exp = resolve(exp)
     chosen = _schemes(exp, schemes)
     todo = points(exp, chosen, parse_params(exp, params))
-    for _, p in todo:
-        why = exp.problem(p)
+    for scheme, p in todo:
+        why = exp.problem(p) or exp.memory_problem(scheme, p, max_memory)
         if why is not None:
             raise ValueError(f"--param {why}" if not isinstance(params, Mapping)
                              else f"parameter {why}")
