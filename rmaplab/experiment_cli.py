@@ -79,7 +79,8 @@ def _list_params(exp: Experiment, as_json: bool) -> None:
 def _document(exp: Experiment, records: list[dict]) -> dict[str, Any]:
     """What --json prints: the records themselves, not the table drawn from them."""
     return {"experiment": exp.name, "title": exp.title,
-            "claims": [{"text": c.text, "published": c.published, "ours": c.ours(records)}
+            "claims": [{"ref": c.ref, "text": c.text, "published": c.published,
+                        "ours": c.ours(records), "verdict": c.verdict(records, exp.doc)}
                        for c in exp.claims],
             "records": records}
 

@@ -210,13 +210,17 @@ def _section(store: Store, name: str) -> str:
         parts.append('<div class="plots">' + "".join(svgs) + "</div>")
     if exp is not None and points:
         for claim in exp.claims:
+            recs = [{k: v for k, v in p.items() if k != "_runs"} for p in points]
             try:
-                ours = claim.ours([{k: v for k, v in p.items() if k != "_runs"} for p in points])
+                ours = claim.ours(recs)
+                verdict = claim.verdict(recs, exp.doc)
             except Exception as e:  # noqa: BLE001 - a claim over a partial grid
                 ours = f"(not computable from these points: {type(e).__name__}: {e})"
+                verdict = "undecided"
             parts.append(f'<div class="claim"><b>{_e(claim.text)}</b><br>'
                          f"source: {_e(cite(claim.ref))}<br>"
-                         f"published: {_e(claim.published)}<br>rmaplab: {_e(ours)}</div>")
+                         f"published: {_e(claim.published)}<br>rmaplab: {_e(ours)}<br>"
+                         f"verdict: <b>{_e(verdict)}</b></div>")
     if points:
         if exp is not None:
             cols = [c for c in exp.columns if c != "wall_s"]

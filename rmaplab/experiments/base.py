@@ -26,6 +26,22 @@ class Claim:
     text: str  # the claim, quoted or summarised
     published: str  # the published number, as published
     ours: Callable[[list[dict[str, Any]]], str]  # our number, from the records
+    # True: ours reproduces the published figure; False: it differs (why is
+    # on the page `explains`, default the experiment's own); None: the
+    # records lack the schemes or parameters that decide it
+    judge: Callable[[list[dict[str, Any]]], bool | None]
+    explains: str = ""
+
+    def verdict(self, records: list[dict[str, Any]], doc: str) -> str:
+        """One word, and where a difference is explained: 'reproduced',
+        'differs (see PAGE)' or 'undecided (...)'."""
+        try:
+            ok = self.judge(records)
+        except (KeyError, ValueError, ZeroDivisionError):
+            ok = None
+        if ok is None:
+            return "undecided (the schemes or parameters it needs were not run)"
+        return "reproduced" if ok else f"differs (see {self.explains or doc})"
 
 
 @dataclass(slots=True, kw_only=True)

@@ -123,6 +123,21 @@ def _ratio(records: list[dict]) -> str:
                      for r in records if r["scheme"] in ("modern", "anon_vma_chain"))
 
 
+def _ratio_judge(records: list[dict]) -> bool | None:
+    """"About 1/3": every modern and anon_vma_chain point within 25% of 1/3."""
+    rs = [r["avc_to_vma_bytes"] for r in records if r["scheme"] in ("modern", "anon_vma_chain")]
+    if not rs:
+        return None
+    return all(abs(x - 1 / 3) <= 0.25 / 3 for x in rs)
+
+
+def _single_judge(records: list[dict]) -> bool | None:
+    """"90% singletons": at least 80% of mapped anonymous pages mapped once."""
+    if not records:
+        return None
+    return all(r["singleton_share"] >= 0.8 for r in records)
+
+
 def _single(records: list[dict]) -> str:
     """One entry per -j: the share of anonymous pages mapped once (a property
     of the build, the same under every scheme) and, when pte_chain ran, its
@@ -172,12 +187,12 @@ EXPERIMENT = Experiment(
     claims=[Claim(ref="kbuild-avc-overhead",
                   text="anon_vma_chain memory overhead is about 1/3 of the "
                        "vm_area_struct slab during a kernel compile",
-                  published="about 1/3 (Rik van Riel, Jan 2010)", ours=_ratio),
+                  published="about 1/3 (Rik van Riel, Jan 2010)", ours=_ratio, judge=_ratio_judge),
             Claim(ref="pte-chain-singletons",
                   text="most anonymous pages are mapped once (pte_chain's direct "
                        "pointer); make -j256 held 24,116 pte_chain objects",
                   published="90% singletons; 24,116 pte_chains (16-way NUMA-Q, 2.5.6x)",
-                  ours=_single)],
+                  ours=_single, judge=_single_judge)],
     plots=[Plot(x="jobs", y="avc_to_vma_bytes", xlabel="parallel jobs (make -j)", logx=True,
                 ylabel="anon_vma_chain bytes / vm_area_struct bytes (average)",
                 only=("modern", "anon_vma_chain"), reference=(1 / 3, "published: about 1/3"),

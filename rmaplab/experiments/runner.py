@@ -215,7 +215,9 @@ def print_report(exp: Experiment, records: Sequence[Record],
         console.print(f"[bold]{escape(claim.text)}[/bold]\n"
                       f"  source:    {escape(cite(claim.ref))}\n"
                       f"  published: {escape(claim.published)}\n"
-                      f"  rmaplab:   {escape(claim.ours(list(records)))}", highlight=False)
+                      f"  rmaplab:   {escape(claim.ours(list(records)))}\n"
+                      f"  verdict:   {escape(claim.verdict(list(records), exp.doc))}",
+                      highlight=False)
 
 
 class ExperimentResult(list[Record]):

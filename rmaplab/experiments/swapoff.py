@@ -140,6 +140,27 @@ def _claim(records: list[dict]) -> str:
     return "; ".join(out)
 
 
+def _judge(records: list[dict]) -> bool | None:
+    """The shape, not the 2018 machine's numbers: the 2004 try_to_unuse's
+    PTE count over the 2019 one's grows in proportion to N (quadratic against
+    linear) between the smallest and the largest N of a shape."""
+    verdicts = []
+    for shape in {r["shape"] for r in records}:
+        ns = sorted({r["procs"] for r in records if r["shape"] == shape})
+        if len(ns) < 2:
+            continue
+        ratio = []
+        for n in (ns[0], ns[-1]):
+            by = {r["unuse"]: r["ptes"] for r in records
+                  if r["shape"] == shape and r["procs"] == n}
+            if "2004" not in by or "2019" not in by:
+                break
+            ratio.append(by["2004"] / max(by["2019"], 1))
+        if len(ratio) == 2:
+            verdicts.append(ratio[1] / ratio[0] >= 0.5 * ns[-1] / ns[0])
+    return all(verdicts) if verdicts else None
+
+
 EXPERIMENT = Experiment(
     name="swapoff",
     param_help={
@@ -172,7 +193,7 @@ EXPERIMENT = Experiment(
                   text="swapoff's try_to_unuse is quadratic; the per-mm rewrite is "
                        "linear (about 6 GB swapped, 8 CPUs)",
                   published="~1,200M unuse_pte_range calls, 8 min vs ~9.0K calls, 3 min",
-                  ours=_claim)],
+                  ours=_claim, judge=_judge)],
     plots=[Plot(x="procs", y="ptes", xlabel="processes in the fork tree (N)",
                 ylabel="PTEs swapoff looks at", logx=True, logy=True, series="unuse",
                 title="swapoff: PTEs looked at, try_to_unuse 2004 against 2019")],
