@@ -88,7 +88,11 @@ def test_one_format_per_column() -> None:
     assert number_format(["2004", "2019"])("2004") == "2004"
 
 
-def test_table_in_a_real_80_column_tmux_pane(tmp_path: Path) -> None:
+@pytest.mark.parametrize("width", [80, 200])
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_table_in_a_real_tmux_pane(tmp_path: Path, name: str, width: int) -> None:
+    """Every experiment's table as a terminal of that width shows it: no cut
+    cell, no line past the width, every scheme's name whole."""
     tmux = shutil.which("tmux")
     if tmux is None:
         pytest.skip("tmux is not installed (apt-get install tmux)")
@@ -96,13 +100,14 @@ def test_table_in_a_real_80_column_tmux_pane(tmp_path: Path) -> None:
     if not rmaplab.exists():
         pytest.skip(f"no rmaplab script beside {sys.executable} (pip install -e .)")
     sock = f"rmaplab-test-{os.getpid()}-{tmp_path.name}"
-    cmd = (f"{rmaplab} experiment aim7 --schemes all --param procs=2,4 --param pages=8 "
+    params = " ".join(f"--param {p}" for p in SMALL[name])
+    cmd = (f"{rmaplab} experiment {name} --schemes all {params} "
            f"--out {tmp_path / 'out'} --no-progress; tmux -L {sock} wait-for -S done")
     base = [tmux, "-L", sock, "-f", "/dev/null"]
-    subprocess.run([*base, "new-session", "-d", "-x", "80", "-y", "50", "-s", "t",
-                    "bash", "--norc", "-c", cmd + "; sleep 30"], check=True)
+    subprocess.run([*base, "new-session", "-d", "-x", str(width), "-y", "50", "-s", "t",
+                    "bash", "--norc", "-c", cmd + "; sleep 60"], check=True)
     try:
-        subprocess.run([*base, "wait-for", "done"], check=True, timeout=60)
+        subprocess.run([*base, "wait-for", "done"], check=True, timeout=120)
         text = subprocess.run([*base, "capture-pane", "-p", "-J", "-S", "-", "-t", "t"],
                               check=True, capture_output=True, text=True).stdout
     finally:
@@ -111,7 +116,8 @@ def test_table_in_a_real_80_column_tmux_pane(tmp_path: Path) -> None:
     assert "…" not in text
     # the list of files written is one line on stderr, wrapped by the terminal
     lines = [line for line in text.splitlines() if not line.startswith("rmaplab experiment: wrote")]
-    assert max(len(line) for line in lines) <= 80
-    for s in SCHEMES:
+    assert max(len(line) for line in lines) <= width
+    exp = experiments()[name]
+    for s in (exp.schemes or SCHEMES):
         assert _whole(s, text.split("  source:")[0]), s
     assert "wrote " in text
