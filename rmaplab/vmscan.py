@@ -53,7 +53,7 @@ from .swap import (
     mmlist_add_front,
     put_pages,
 )
-from .volatile import all_mappers_volatile
+from .volatile import all_mappers_volatile, page_referenced_volatile
 
 if TYPE_CHECKING:
     from .mm_state import MMState
@@ -219,11 +219,13 @@ def shrink_page_list(m: MMState, frames: list[int], ignore_references: bool,
         if cull_mlocked and ft.mapcount[f] > 0 and _mlocked(m, f):
             continue
         c["pgscan"] += 1
-        volatile = volatile_scan and ft.mapcount[f] > 0 and _volatile(m, f)
+        # volatile ranges: a young PTE in a volatile VMA means reclaim, not activation
+        young_volatile = volatile_scan and ft.mapcount[f] > 0 and page_referenced_volatile(m, f)
         if (not ignore_references and ft.mapcount[f] > 0 and page_referenced(m, f)
-                and not volatile):  # volatile: reclaimed, not activated
+                and not young_volatile):
             _activate_locked(m, f)
             continue
+        volatile = volatile_scan and ft.mapcount[f] > 0 and _volatile(m, f)
         lazy = bool(ft.flags[f] & PG_LAZYFREE)
         if volatile and m.config.volatile_noswap and not ft.flags[f] & PG_SWAPCACHE:
             freed += _discard_noswap(m, f)
