@@ -30,9 +30,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .errors import NoMem
-from .mm_types import PTE_YOUNG, VM_VOLATILE, VMA
+from .mm_types import PTE_PRESENT, PTE_SHIFT, PTE_YOUNG, VM_VOLATILE, VMA
 from .mmap import vma_merge_existing_range
-from .rmap.core import find_mappings
+from .rmap.core import find_mappings, linked_to
 
 if TYPE_CHECKING:
     from .mm_state import MMState
@@ -55,9 +55,59 @@ def volatile_fault(m: MMState, vma: VMA) -> VMA:
     return vma
 
 
-def all_mappers_volatile(vmas: list[VMA]) -> bool:
-    """The RFC's is_volatile: every VMA that maps the page is VM_VOLATILE."""
-    return bool(vmas) and all(v.flags & VM_VOLATILE for v in vmas)
+def anon_vma_walk(m: MMState, frame: int) -> list[VMA]:
+    """The VMAs RFC v3's try_to_unmap_anon visits for frame, in its order:
+    those on the list of the page's anon_vma (in Linux 3.6, the RFC's base,
+    a list in the order of linking, each new link at the tail) whose range
+    covers page->index, mapping the page or not.
+
+    Worked out from the scheme-independent lineages, so that every scheme
+    decides the same: tests/test_volatile.py checks it against the
+    anon_vma_chain scheme's own lists. Cost: O(VMAs)."""
+    ft = m.frames
+    lineage = ft.lineage[frame]
+    if lineage is None:
+        return []
+    index = int(ft.index[frame])
+    seen: set[int] = set()
+    found = []
+    for t in m.tasks.values():
+        mm = t.mm
+        if mm is None or id(mm) in seen:
+            continue
+        seen.add(id(mm))
+        for v in mm.vmas:
+            if 0 <= index - v.pgoff < v.end - v.start and linked_to(v, lineage):
+                found.append(v)
+    found.sort(key=lambda v: v.linked)
+    return found
+
+
+def rfc_is_volatile(m: MMState, frame: int) -> list[VMA] | None:
+    """try_to_unmap_anon's is_volatile, as RFC v3's code decides it: the walk
+    clears it at every VMA it meets that is not VM_VOLATILE, whether or not
+    that VMA maps the page ("A volatile page will only be purged if ALL vmas
+    pointing to it are VM_VOLATILE", checked before try_to_unmap_one looks
+    for the PTE), and stops once the page is mapped nowhere, so VMAs after
+    the last mapping are not asked. Returns the walk's VMAs (all of them:
+    try_to_zap_one goes over the whole list) when the page is to be
+    discarded, else None."""
+    walk = anon_vma_walk(m, frame)
+    want = (frame << PTE_SHIFT) | PTE_PRESENT
+    mask = ~((1 << PTE_SHIFT) - 1) | PTE_PRESENT
+    index = int(m.frames.index[frame])
+    left = int(m.frames.mapcount[frame])
+    volatile = True
+    for v in walk:
+        if left <= 0:
+            break
+        if not v.flags & VM_VOLATILE:
+            volatile = False
+        if int(v.pt[index - v.pgoff]) & mask == want:
+            left -= 1
+    if left > 0 or not volatile:
+        return None  # a mapping the walk cannot reach would keep the page mapped
+    return walk
 
 
 def page_referenced_volatile(m: MMState, frame: int) -> bool:
