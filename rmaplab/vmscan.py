@@ -16,6 +16,10 @@ first through shrink_folio_list:
   dirty                                  -> pageout: written to the slot
   unmapped, only the cache holds it      -> freed (pgsteal)
 
+Volatile ranges (volatile.py): a page young in a VM_VOLATILE VMA is not
+activated; try_to_unmap discards it (TTU.DISCARD, no writeout) when every
+VMA the RFC's anon_vma walk meets is volatile.
+
 A lazily freed page (MADV_FREE) that stayed clean is discarded without a
 slot; one written again becomes swap-backed again and stays this round.
 MADV_FREE marks a clean page even when other processes map it too (their

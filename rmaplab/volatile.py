@@ -9,12 +9,14 @@ VMA. The length is rounded down (the trace names whole pages, so nothing to
 round). Reclaim does not activate a page whose page_referenced walk met a
 young PTE in a VM_VOLATILE VMA (the walk ORs the flags of the VMAs that
 referenced the page, and page_check_references reclaims on VM_VOLATILE);
-try_to_unmap, when every VMA that maps a page is volatile, unmaps it as
-usual, zaps the swap entries it just left behind (try_to_zap_one), clears
-the page's dirty bit and returns TTU.DISCARD, so the page is freed with no
-writeout (counted in `pgvolatile`); otherwise the page is swapped out as
-any other. The first fault on an empty entry of a VM_VOLATILE VMA takes
-mmap_sem for write (counted in `mmap_sem_write`), clears the flag and merges
+try_to_unmap, when every VMA its anon_vma walk meets is volatile (those
+covering the page, mapping it or not, up to its last mapping:
+rfc_is_volatile), unmaps it as usual, zaps every PTE on the anon_vma's list
+that holds the page's swap entry (try_to_zap_one), clears the page's dirty
+bit and returns TTU.DISCARD, so the page is freed with no writeout (counted
+in `pgvolatile`); otherwise the page is swapped out as any other. The
+first fault on an empty entry of a VM_VOLATILE VMA (populate's included)
+takes mmap_sem for write (counted in `mmap_sem_write`), clears the flag and merges
 the VMA with its neighbours, then faults normally: discarded pages read as
 zero, kept pages keep their data.
 
