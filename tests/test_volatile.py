@@ -296,3 +296,23 @@ def test_the_rfc_walk_is_the_anon_vma_chain_list(seed: int) -> None:
 
     random_volatile_run("anon_vma_chain", seed, compare)
     assert checked[0] > 100
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_a_vma_that_does_not_cover_the_page_is_not_asked(scheme: str) -> None:
+    """RFC v3, try_to_unmap_anon: `address = vma_address(page, vma); if
+    (address == -EFAULT) continue;` comes before the VM_VOLATILE test, so
+    only VMAs whose range covers the page's index count. Here both halves of
+    a's and b's VMAs stay on the list of the pages' anon_vma after the
+    splits; the ordinary lower halves do not cover the upper pages, which
+    are discarded."""
+    m = forked(scheme)
+    m.mprotect("b", A, 4, "r")  # b: [0, 4) read-only, [4, 8) as before
+    m.madvise("a", A + 4 * P, 4, "volatile")
+    m.madvise("b", A + 4 * P, 4, "volatile")
+    assert len(m.tasks["a"].mm.vmas) == 2 and len(m.tasks["b"].mm.vmas) == 2
+    assert m.reclaim(8) == 8
+    assert m.counters["pgvolatile"] == 4 and m.counters["pswpout"] == 4
+    assert m.read("a", A, 8, []) == [9] * 4 + [0] * 4
+    assert m.read("b", A, 8, []) == [9] * 4 + [0] * 4
+    m.check()
