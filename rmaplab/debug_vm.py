@@ -2,6 +2,7 @@
 """The invariant checker: the model's CONFIG_DEBUG_VM.
 
 check_machine asserts, for the whole machine:
+  - no VMA is both VM_LOCKED and VM_VOLATILE (volatile ranges' VM_SPECIAL);
   - every mm's VMAs are sorted, do not overlap, belong to it, are live, and
     have one PTE slot per page; the slab's VMA count equals the VMAs linked;
   - every present anonymous PTE maps an allocated PG_anon frame, and an
@@ -26,7 +27,7 @@ from typing import TYPE_CHECKING, NoReturn
 import numpy as np
 
 from .errors import ModelBug
-from .mm_types import PTE_PRESENT, PTE_SHIFT, PTE_SWAP
+from .mm_types import PTE_PRESENT, PTE_SHIFT, PTE_SWAP, VM_LOCKED, VM_VOLATILE
 from .page_alloc import PG_ANON, PG_SWAPCACHE
 from .rmap.core import find_mappings
 
@@ -60,6 +61,8 @@ def check_machine(m: MMState) -> None:
             if vma.start < prev_end or vma.start >= vma.end:
                 _fail(f"{name}: VMAs overlap or are empty at {vma}")
             prev_end = vma.end
+            if vma.flags & VM_LOCKED and vma.flags & VM_VOLATILE:
+                _fail(f"{name}: {vma} is locked and volatile (VM_SPECIAL is never mlocked)")
             if vma.pt is None or len(vma.pt) != vma.end - vma.start:
                 _fail(f"{name}: {vma} has {0 if vma.pt is None else len(vma.pt)} PTE slots")
             pt = vma.pt

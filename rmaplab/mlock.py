@@ -7,6 +7,13 @@ before it changed and unpopulated. A successful mlock then populates the
 range (__mm_populate): writable VMAs by write faults, so COW sharing is
 broken in the locking task; read-only ones get the zero page; a PROT_NONE
 VMA cannot be populated, so mlock returns ENOMEM with VM_LOCKED set.
+
+A VM_SPECIAL VMA (here only a volatile one: Minchan Kim's volatile ranges
+RFC v3 adds VM_VOLATILE to VM_SPECIAL, "non-mergable, non-mlock()able")
+is left as it is by mlock_fixup, not locked and not split, and mlock still
+succeeds; populate faults it in all the same (__mm_populate skips only
+VM_IO and VM_PFNMAP), so its first fault on an empty entry clears
+VM_VOLATILE as any fault does (volatile.py).
 """
 
 from __future__ import annotations
@@ -14,9 +21,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .errors import SysError
-from .memory import populate_range
-from .mm_types import MM, VM_LOCKED, VM_READ, VM_WRITE, VMA
-from .mmap import vma_modify_flags
+from .memory import handle_mm_fault_range, populate_range
+from .mm_types import MM, VM_LOCKED, VM_READ, VM_VOLATILE, VM_WRITE, VMA
+from .mmap import VM_SPECIAL, vma_modify_flags
 from .mprotect import apply_range
 
 if TYPE_CHECKING:
@@ -25,7 +32,8 @@ if TYPE_CHECKING:
 
 def mlock_fixup(m: MMState, prev: VMA | None, vma: VMA, start: int, end: int,
                 newflags: int) -> VMA:
-    if newflags == vma.flags:
+    """mlock_fixup: a VM_SPECIAL VMA is neither locked nor counted."""
+    if newflags == vma.flags or vma.flags & VM_SPECIAL:
         return vma
     vma = vma_modify_flags(m, prev, vma, start, end, newflags)
     vma.flags = newflags
@@ -56,7 +64,10 @@ def mm_populate(m: MMState, mm: MM, start: int, end: int, ignore_errors: bool = 
             break
         lo = max(vpn, vma.start)
         hi = min(end, vma.end)
-        if vma.flags & (VM_READ | VM_WRITE):
+        if vma.flags & VM_VOLATILE and vma.flags & (VM_READ | VM_WRITE):
+            # through the fault path, whose VM_VOLATILE branch may merge the VMA away
+            handle_mm_fault_range(m, mm, lo, hi, bool(vma.flags & VM_WRITE), None, None)
+        elif vma.flags & (VM_READ | VM_WRITE):
             populate_range(m, vma, lo, hi)
         elif not ignore_errors:
             failed = True  # GUP's EFAULT on PROT_NONE, reported as ENOMEM

@@ -72,7 +72,7 @@ class VMA:
     """
 
     __slots__ = ("mm", "start", "end", "pgoff", "flags", "pt", "anon_vma", "avcs",
-                 "lineage", "forked", "rmap", "serial", "dead")
+                 "lineage", "forked", "rmap", "serial", "linked", "dead")
 
     def __init__(self, mm: MM, start: int, end: int, pgoff: int, flags: int) -> None:
         self.mm = mm
@@ -87,6 +87,7 @@ class VMA:
         self.forked = False  # lineage came from a parent (avc list not singular)
         self.rmap = None  # scheme-private per-VMA data
         self.serial = 0
+        self.linked = 0  # when it got its anon_vma links: its place on their lists
         self.dead = False
 
     @property

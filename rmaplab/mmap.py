@@ -72,6 +72,7 @@ def vm_area_dup(m: MMState, vma: VMA) -> VMA:
     new.dead = False
     m.vma_serial += 1
     new.serial = m.vma_serial
+    new.linked = new.serial  # the caller links it now (anon_vma_clone, anon_vma_fork)
     return new
 
 
@@ -118,6 +119,8 @@ def dup_anon_vma(m: MMState, dst: VMA, src: VMA) -> bool:
         raise
     dst.lineage = src.lineage
     dst.forked = src.forked
+    m.vma_serial += 1
+    dst.linked = m.vma_serial  # at the tail of src's anon_vmas' lists
     return True
 
 

@@ -34,7 +34,8 @@ class FrameTable:
     """All struct pages of the machine. ``limit`` is the number of usable frames."""
 
     __slots__ = ("limit", "cap", "mapcount", "refcount", "flags", "mapping", "index",
-                 "private", "data", "lru_seq", "free_stack", "nfree_stack", "next_unused", "used")
+                 "lineage", "private", "data", "lru_seq", "free_stack", "nfree_stack",
+                 "next_unused", "used")
 
     def __init__(self, limit: int, initial: int = 1024) -> None:
         self.limit = limit
@@ -44,6 +45,9 @@ class FrameTable:
         self.flags = np.zeros(0, np.uint32)
         self.mapping = np.empty(0, dtype=object)
         self.index = np.zeros(0, np.int64)
+        # the lineage (mm_types.VMA.lineage) of the anon_vma page->mapping would
+        # name, whatever the scheme: the volatile ranges RFC's walk (volatile.py)
+        self.lineage = np.empty(0, dtype=object)
         self.private = np.full(0, -1, np.int64)
         self.data = np.zeros(0, np.uint8)
         self.lru_seq = np.zeros(0, np.int64)  # LRU age: lower is older
@@ -69,6 +73,7 @@ class FrameTable:
         self.flags = grow(self.flags, 0)
         self.mapping = grow(self.mapping, None)
         self.index = grow(self.index, 0)
+        self.lineage = grow(self.lineage, None)
         self.private = grow(self.private, -1)
         self.data = grow(self.data, 0)
         self.lru_seq = grow(self.lru_seq, 0)
@@ -111,6 +116,7 @@ class FrameTable:
         self.flags[frames] = 0
         self.mapping[frames] = None
         self.index[frames] = 0
+        self.lineage[frames] = None
         self.private[frames] = -1
         self.data[frames] = 0
         n = self.nfree_stack

@@ -16,6 +16,10 @@ first through shrink_folio_list:
   dirty                                  -> pageout: written to the slot
   unmapped, only the cache holds it      -> freed (pgsteal)
 
+Volatile ranges (volatile.py): a page young in a VM_VOLATILE VMA is not
+activated; try_to_unmap discards it (TTU.DISCARD, no writeout) when every
+VMA the RFC's anon_vma walk meets is volatile.
+
 A lazily freed page (MADV_FREE) that stayed clean is discarded without a
 slot; one written again becomes swap-backed again and stays this round.
 MADV_FREE marks a clean page even when other processes map it too (their
@@ -53,7 +57,7 @@ from .swap import (
     mmlist_add_front,
     put_pages,
 )
-from .volatile import all_mappers_volatile
+from .volatile import page_referenced_volatile, rfc_is_volatile
 
 if TYPE_CHECKING:
     from .mm_state import MMState
@@ -104,9 +108,11 @@ def _lru_list(m: MMState, active: bool) -> np.ndarray:
 
 # -- try_to_unmap -------------------------------------------------------------------
 
-def try_to_unmap(m: MMState, frame: int) -> TTU:
+def try_to_unmap(m: MMState, frame: int, discard: list[VMA] | None = None) -> TTU:
     """try_to_unmap: replace every PTE of frame by its swap entry (or drop it,
-    for a clean lazily freed page). Stops at a VM_LOCKED VMA (TTU.FAIL)."""
+    for a clean lazily freed page). Stops at a VM_LOCKED VMA (TTU.FAIL).
+    discard: the VMAs of the volatile ranges RFC's walk, when it found the
+    page volatile (volatile.rfc_is_volatile)."""
     ft = m.frames
     state = {"ret": TTU.SUCCESS}
     lazy = bool(ft.flags[frame] & PG_LAZYFREE) and not ft.flags[frame] & PG_SWAPCACHE
@@ -153,13 +159,19 @@ def try_to_unmap(m: MMState, frame: int) -> TTU:
         return TTU.AGAIN
     if state["ret"] is TTU.SUCCESS and lazy:
         return TTU.DISCARD
-    if (state["ret"] is TTU.SUCCESS and placed and ft.mapcount[frame] == 0
-            and all(v.flags & VM_VOLATILE for v, _ in placed)):
-        # volatile ranges: every mapper was volatile: try_to_zap_one the entries just
-        # installed, and the page is clean: it goes with no writeout
+    if state["ret"] is TTU.SUCCESS and placed and ft.mapcount[frame] == 0 and discard is not None:
+        # volatile ranges: try_to_zap_one over the whole list empties every PTE that
+        # holds the page's swap entry, older ones and those of VMAs the first loop
+        # never met included; the page is clean: it goes with no writeout
         assert m.swap is not None  # placed holds swap entries
-        for v, i in placed:
-            slot = int(v.pt[i]) >> PTE_SHIFT
+        slot = int(ft.private[frame])
+        index = int(ft.index[frame])
+        zap = {(id(v), i): (v, i) for v, i in placed}
+        for v in discard:
+            i = index - v.pgoff
+            if not v.dead and int(v.pt[i]) & PTE_SWAP and int(v.pt[i]) >> PTE_SHIFT == slot:
+                zap[(id(v), i)] = (v, i)
+        for v, i in zap.values():
             v.pt[i] = 0
             v.mm.swapents -= 1
             m.swap.swap_map[slot] -= 1
@@ -170,15 +182,9 @@ def try_to_unmap(m: MMState, frame: int) -> TTU:
     return state["ret"]
 
 
-def _volatile(m: MMState, frame: int) -> bool:
-    """Every VMA mapping the page is VM_VOLATILE (uncharged look-up: the
-    kernel learns it from the vm_flags its page_referenced walk gathers)."""
-    return all_mappers_volatile([v for v, _ in find_mappings(m, frame)])
-
-
 def _discard_noswap(m: MMState, frame: int) -> int:
-    """Config.volatile_noswap, the RFC's stated aim: a page every mapper of
-    which is volatile is dropped with no swap entry at all."""
+    """Config.volatile_noswap, the RFC's stated aim: a page the RFC's walk
+    finds volatile is dropped with no swap entry at all."""
     for vma, vpn in find_mappings(m, frame):
         vma.pt[vpn - vma.start] = 0
         vma.mm.rss -= 1
@@ -219,13 +225,16 @@ def shrink_page_list(m: MMState, frames: list[int], ignore_references: bool,
         if cull_mlocked and ft.mapcount[f] > 0 and _mlocked(m, f):
             continue
         c["pgscan"] += 1
-        volatile = volatile_scan and ft.mapcount[f] > 0 and _volatile(m, f)
+        # volatile ranges: a young PTE in a volatile VMA means reclaim, not activation
+        young_volatile = volatile_scan and ft.mapcount[f] > 0 and page_referenced_volatile(m, f)
         if (not ignore_references and ft.mapcount[f] > 0 and page_referenced(m, f)
-                and not volatile):  # volatile: reclaimed, not activated
+                and not young_volatile):
             _activate_locked(m, f)
             continue
+        # the RFC's is_volatile (uncharged: its walk is try_to_unmap's own)
+        discard = rfc_is_volatile(m, f) if volatile_scan and ft.mapcount[f] > 0 else None
         lazy = bool(ft.flags[f] & PG_LAZYFREE)
-        if volatile and m.config.volatile_noswap and not ft.flags[f] & PG_SWAPCACHE:
+        if discard is not None and m.config.volatile_noswap and not ft.flags[f] & PG_SWAPCACHE:
             freed += _discard_noswap(m, f)
             continue
         if not lazy and not ft.flags[f] & PG_SWAPCACHE:
@@ -239,7 +248,7 @@ def shrink_page_list(m: MMState, frames: list[int], ignore_references: bool,
             add_to_swap_cache(m, f, slot)
             ft.flags[f] |= PG_DIRTY
         if ft.mapcount[f] > 0:
-            ret = try_to_unmap(m, f)
+            ret = try_to_unmap(m, f, discard)
             if ret is TTU.FAIL:
                 if ft.refcount[f]:
                     _activate_locked(m, f)

@@ -20,7 +20,7 @@ Lock order modelled (mm/rmap.c): mmap_lock -> anon_vma->rwsem (root's in
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -47,6 +47,7 @@ def page_add_new_anon_rmap(m: MMState, frames: np.ndarray, vma: VMA, vpns: np.nd
     ft.refcount[frames] = 1
     ft.flags[frames] = PG_ANON | PG_ANON_EXCLUSIVE
     ft.index[frames] = linear_page_index(vma, vpns)
+    ft.lineage[frames] = vma.lineage
     m.rmap.page_add_new_anon(frames, vma, vpns)
 
 
@@ -57,6 +58,11 @@ def page_add_anon_rmap(m: MMState, frames: np.ndarray, vma: VMA, vpns: np.ndarra
     fresh = np.fromiter((ft.mapping[f] is None for f in frames.tolist()), bool, len(frames))
     if fresh.any():  # a page read from swap: __folio_set_anon gives it its index
         ft.index[frames[fresh]] = linear_page_index(vma, vpns[fresh])
+    for f in frames.tolist():
+        if ft.lineage[f] is None or (ft.mapcount[f] == 0 and not lineage_linked(m, ft.lineage[f])):
+            # as anon_vma_chain's page_add_anon: an exclusive page gets the VMA's
+            # anon_vma, a shared one the oldest (the root), so every PTE stays findable
+            ft.lineage[f] = vma.lineage if exclusive else lineage_root(vma.lineage)
     ft.mapcount[frames] += 1
     if exclusive:
         ft.flags[frames] |= PG_ANON_EXCLUSIVE
@@ -81,27 +87,57 @@ def page_remove_rmap(m: MMState, frames: np.ndarray, vma: VMA, vpns: np.ndarray)
 def page_move_anon_rmap(m: MMState, frames: np.ndarray, vma: VMA, vpns: np.ndarray) -> None:
     """folio_move_anon_rmap: reuse at do_wp_page makes the page vma's own."""
     m.frames.flags[frames] |= PG_ANON_EXCLUSIVE
+    m.frames.lineage[frames] = vma.lineage
     m.rmap.page_move(frames, vma, vpns)
 
 
 # -- anon_vma: preparation and fork ---------------------------------------------
 
 class Lineage:
-    """Identity of an anon_vma as a 6.18 kernel would assign it (merge token)."""
+    """Identity of an anon_vma as a 6.18 kernel would assign it (merge token).
 
-    __slots__ = ("serial",)
+    parent: the lineage of the VMA it was forked from (None for one made by
+    anon_vma_prepare); a VMA is linked to its lineage and all its parents.
+    """
 
-    def __init__(self, serial: int) -> None:
+    __slots__ = ("parent", "serial")
+
+    def __init__(self, serial: int, parent: Any = None) -> None:
         self.serial = serial
+        self.parent = parent
 
     def __repr__(self) -> str:
         return f"L{self.serial}"
 
 
-def new_lineage(m: MMState) -> Lineage:
+def new_lineage(m: MMState, parent: Any = None) -> Lineage:
     """A fresh anon_vma identity (what anon_vma_alloc would give 6.18)."""
     m.vma_serial += 1
-    return Lineage(m.vma_serial)
+    return Lineage(m.vma_serial, parent)
+
+
+def lineage_root(lineage: Any) -> Any:
+    """anon_vma->root: the oldest lineage a VMA of this lineage is linked to."""
+    while lineage.parent is not None:
+        lineage = lineage.parent
+    return lineage
+
+
+def linked_to(vma: VMA, lineage: object) -> bool:
+    """Whether vma has an anon_vma_chain link to lineage's anon_vma."""
+    mine: Any = vma.lineage
+    while mine is not None:
+        if mine is lineage:
+            return True
+        mine = mine.parent
+    return False
+
+
+def lineage_linked(m: MMState, lineage: object) -> bool:
+    """Whether some live VMA is still linked to lineage (its anon_vma is not
+    freed). Cost: O(VMAs)."""
+    return any(linked_to(v, lineage) for t in m.tasks.values() if t.mm is not None
+               for v in t.mm.vmas)
 
 
 def find_mergeable_anon_vma(vma: VMA) -> VMA | None:
@@ -133,6 +169,8 @@ def anon_vma_prepare(m: MMState, vma: VMA) -> None:
     m.rmap.vma_prepare(vma, share)
     vma.lineage = share.lineage if share is not None else new_lineage(m)
     vma.forked = False
+    m.vma_serial += 1
+    vma.linked = m.vma_serial  # at the tail of the anon_vma's list
 
 
 def anon_vma_fork(m: MMState, vma: VMA, pvma: VMA) -> None:
@@ -147,7 +185,7 @@ def anon_vma_fork(m: MMState, vma: VMA, pvma: VMA) -> None:
     vma.forked = False
     m.rmap.vma_fork(vma, pvma)
     if pvma.lineage is not None:
-        vma.lineage = new_lineage(m)
+        vma.lineage = new_lineage(m, pvma.lineage)
         vma.forked = True
 
 
@@ -370,7 +408,10 @@ __all__ = [
     "anon_vma_prepare",
     "find_mappings",
     "find_mergeable_anon_vma",
+    "lineage_linked",
+    "lineage_root",
     "linear_page_index",
+    "linked_to",
     "new_lineage",
     "page_add_anon_rmap",
     "page_add_new_anon_rmap",
