@@ -50,7 +50,7 @@ def check_machine(m: MMState) -> None:
     maps = np.zeros(nframes, np.int64)
     nvmas = 0
     pte_frames: list[np.ndarray] = []
-    pte_where: list[tuple[object, np.ndarray]] = []
+    pte_where: list[tuple[str, object, np.ndarray]] = []
     holder: dict[int, str] = {}  # id(anon_vma) -> the task whose VMAs hold it
     for name, task in m.tasks.items():
         mm = task.mm
@@ -83,7 +83,7 @@ def check_machine(m: MMState) -> None:
                 if vma.lineage is None:
                     _fail(f"{name}: {vma} maps anonymous pages without an anon_vma")
                 pte_frames.append(f)
-                pte_where.append((vma, vma.start + idx))
+                pte_where.append((name, vma, vma.start + idx))
             if m.rmap.uses_anon_vma:
                 if (vma.anon_vma is None) != (vma.lineage is None):
                     _fail(f"{name}: {vma} anon_vma {vma.anon_vma} vs lineage {vma.lineage}")
@@ -137,13 +137,13 @@ def check_machine(m: MMState) -> None:
     # (the walk is uncharged and changes nothing), so a frame that a thousand
     # forked mms map is walked once, not a thousand times
     walked: dict[int, set[tuple[int, int]]] = {}
-    for (vma, vpns), frames in zip(pte_where, pte_frames):
+    for (name, vma, vpns), frames in zip(pte_where, pte_frames):
         for f, vpn in zip(frames.tolist(), vpns.tolist()):
             found = walked.get(f)
             if found is None:
                 found = walked[f] = {(id(v), p) for v, p in find_mappings(m, f)}
             if (id(vma), vpn) not in found:
-                _fail(f"rmap walk from frame {f} misses {vma} at {vpn << 12:#x} "
+                _fail(f"rmap walk from frame {f} misses task {name}'s {vma} at {vpn << 12:#x} "
                       f"(mapping {ft.mapping[f]!r}, index {ft.index[f]:#x})")
     if m.swap is not None:
         check_swap_area(m, m.swap)
