@@ -197,3 +197,15 @@ def test_degree_reuse_in_the_library() -> None:
         m.fork("d", "e")
         vc, ve = (m.tasks[t].mm.vmas[0] for t in ("c", "e"))
         assert (ve.anon_vma is vc.anon_vma) is shared, scheme
+
+
+def test_fail_alloc_and_variant_names_are_checked() -> None:
+    """A bad --fail-alloc is a usage error (status 2) naming the option; the
+    variants run only when named, and `schemes` marks them."""
+    p = replay("fork_leak.jsonl", "modern", "--fail-alloc", "avc:1")
+    assert p.returncode == 2 and "--fail-alloc" in p.stderr and "anon_vma_chain" in p.stderr
+    p = subprocess.run([sys.executable, "-m", "rmaplab", "schemes"], check=False,
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0
+    for name in VARIANTS:
+        assert f"{name} (buggy on purpose)" in p.stdout
