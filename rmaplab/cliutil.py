@@ -27,7 +27,7 @@ import click
 from click.shell_completion import CompletionItem
 
 from .budget import BudgetError, parse_size
-from .rmap import SCHEMES
+from .rmap import SCHEMES, VARIANTS
 from .trace import Op, TraceError, load_trace, read_trace
 
 EXIT_OK, EXIT_DIFFER, EXIT_INVALID, EXIT_CANNOT_RUN, EXIT_NONDETERMINISTIC = 0, 1, 2, 3, 4
@@ -130,12 +130,14 @@ def guard(verb: str, body: Callable[[], int | None], handlers: Handlers | None =
 
 # -- options -----------------------------------------------------------------
 
-#: ``--scheme``: one of rmaplab.rmap.SCHEMES.
-SCHEME = click.Choice(SCHEMES)
+#: ``--scheme``: one of rmaplab.rmap.SCHEMES, or a variant buggy on purpose
+#: (rmaplab.rmap.VARIANTS, docs/posted.md) by its name.
+SCHEME = click.Choice([*SCHEMES, *VARIANTS])
 
 
 class SchemeList(click.ParamType):
-    """``--schemes``: a comma list of rmaplab.rmap.SCHEMES, or ``all``."""
+    """``--schemes``: a comma list of rmaplab.rmap.SCHEMES (and variants buggy on
+    purpose, rmaplab.rmap.VARIANTS, named one by one), or ``all`` (the schemes only)."""
 
     name = "schemes"
 
@@ -150,9 +152,10 @@ class SchemeList(click.ParamType):
             return SCHEMES
         names = [s.strip() for s in str(value).split(",") if s.strip()]
         for name in names:
-            if name not in SCHEMES:
+            if name not in SCHEMES and name not in VARIANTS:
                 self.fail(f"{name!r} is not a scheme; give a comma list of "
-                          f"{', '.join(SCHEMES)}, or 'all'", param, ctx)
+                          f"{', '.join(SCHEMES)} (or the variants {', '.join(VARIANTS)}), "
+                          "or 'all'", param, ctx)
         if not names:
             self.fail("no scheme given; give a comma list of schemes, or 'all'", param, ctx)
         return tuple(dict.fromkeys(names))
@@ -161,7 +164,7 @@ class SchemeList(click.ParamType):
                        incomplete: str) -> list[CompletionItem]:
         done, _, last = incomplete.rpartition(",")
         prefix = done + "," if done else ""
-        names = [*SCHEMES, "all"] if not done else list(SCHEMES)
+        names = [*SCHEMES, *VARIANTS, "all"] if not done else [*SCHEMES, *VARIANTS]
         return [CompletionItem(prefix + n) for n in names if n.startswith(last)]
 
 

@@ -15,9 +15,14 @@ check_machine asserts, for the whole machine:
     anon_vma schemes VMAs share an anon_vma exactly when they share a
     lineage (for the 2004 anon_vma, shared by a fork family, VMAs sharing a
     lineage share the anon_vma);
+  - an anon_vma is the anon_vma of VMAs of one mm only (none is taken over
+    while another mm's VMA still holds it: commit 2555283eb40d's bug);
+  - object accounting for the anon_vma_chain schemes: every allocated avc is
+    on the chain of a live VMA, every allocated anon_vma is reachable from
+    one (through an avc, or as the root of one);
   - the scheme's own invariants (every anon_vma reachable, freed once unused);
   - with no task left, no frame, VMA, anon_vma, avc, pte_chain or anonmm.
-Raises ModelBug with a description of the first violation.
+Raises InvariantViolated (a ModelBug) describing the first violation.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 import numpy as np
 
-from .errors import ModelBug
+from .errors import InvariantViolated
 from .mm_types import PTE_PRESENT, PTE_SHIFT, PTE_SWAP, VM_LOCKED, VM_VOLATILE
 from .page_alloc import PG_ANON, PG_SWAPCACHE
 from .rmap.core import find_mappings
@@ -36,7 +41,7 @@ if TYPE_CHECKING:
 
 
 def _fail(msg: str) -> NoReturn:
-    raise ModelBug(msg)
+    raise InvariantViolated(msg)
 
 
 def check_machine(m: MMState) -> None:
@@ -46,7 +51,8 @@ def check_machine(m: MMState) -> None:
     maps = np.zeros(nframes, np.int64)
     nvmas = 0
     pte_frames: list[np.ndarray] = []
-    pte_where: list[tuple[object, np.ndarray]] = []
+    pte_where: list[tuple[str, object, np.ndarray]] = []
+    holder: dict[int, str] = {}  # id(anon_vma) -> the task whose VMAs hold it
     for name, task in m.tasks.items():
         mm = task.mm
         if mm is None or mm.dead:
@@ -80,7 +86,7 @@ def check_machine(m: MMState) -> None:
                 if vma.lineage is None:
                     _fail(f"{name}: {vma} maps anonymous pages without an anon_vma")
                 pte_frames.append(f)
-                pte_where.append((vma, vma.start + idx))
+                pte_where.append((name, vma, vma.start + idx))
             if m.rmap.uses_anon_vma:
                 if (vma.anon_vma is None) != (vma.lineage is None):
                     _fail(f"{name}: {vma} anon_vma {vma.anon_vma} vs lineage {vma.lineage}")
@@ -89,6 +95,11 @@ def check_machine(m: MMState) -> None:
                     seen = lineage_av.setdefault(key, vma.anon_vma)
                     if seen is not vma.anon_vma:
                         _fail(f"{name}: {vma} shares a lineage but not the anon_vma")
+            if m.rmap.uses_anon_vma and m.rmap.anon_vma_mirrors_lineage and vma.anon_vma:
+                other = holder.setdefault(id(vma.anon_vma), name)
+                if other != name:
+                    _fail(f"{name}: {vma} holds {vma.anon_vma!r} as its own anon_vma, which "
+                          f"a VMA of task {other} still holds (reused while in use)")
         # Andrea Arcangeli's 2004 anon_vma is one per fork family: a child's
         # VMAs share their parent's, so only lineage -> anon_vma is asked there
         if m.rmap.uses_anon_vma and m.rmap.anon_vma_mirrors_lineage:
@@ -122,21 +133,29 @@ def check_machine(m: MMState) -> None:
     if len(live) and (ft.flags[live] & PG_ANON == 0).any():
         _fail("an allocated frame is not an anonymous page")
 
+    if "anon_vma_chain" in m.rmap.objects():
+        check_chain_objects(m)  # before any walk: a leaked avc may list a freed VMA
+
     # every PTE is found by an rmap walk from its frame; one walk per frame
     # (the walk is uncharged and changes nothing), so a frame that a thousand
     # forked mms map is walked once, not a thousand times
     walked: dict[int, set[tuple[int, int]]] = {}
-    for (vma, vpns), frames in zip(pte_where, pte_frames):
+    for (name, vma, vpns), frames in zip(pte_where, pte_frames):
         for f, vpn in zip(frames.tolist(), vpns.tolist()):
             found = walked.get(f)
             if found is None:
                 found = walked[f] = {(id(v), p) for v, p in find_mappings(m, f)}
             if (id(vma), vpn) not in found:
-                _fail(f"rmap walk from frame {f} misses {vma} at {vpn << 12:#x} "
+                _fail(f"rmap walk from frame {f} misses task {name}'s {vma} at {vpn << 12:#x} "
                       f"(mapping {ft.mapping[f]!r}, index {ft.index[f]:#x})")
     if m.swap is not None:
         check_swap_area(m, m.swap)
-    m.rmap.check()
+    try:
+        m.rmap.check()
+    except InvariantViolated:
+        raise
+    except AssertionError as e:
+        _fail(f"{m.rmap.name}: {e}")
     if not m.tasks:
         leftovers = {k: v for k, v in m.objects().items() if v}
         if leftovers and not (m.swap is not None and set(leftovers) == {"page"}):
@@ -170,3 +189,26 @@ def check_swap_area(m: MMState, sw: SwapArea) -> None:
     used = int(np.count_nonzero((sw.swap_map > 0) | sw.has_cache))
     if used != sw.inuse:
         _fail(f"inuse {sw.inuse} but {used} slots used")
+
+
+def check_chain_objects(m: MMState) -> None:
+    """The slab's avcs and anon_vmas against what live VMAs reach (a leak is
+    an object allocated that nothing reaches)."""
+    avcs = 0
+    reach: dict[int, object] = {}
+    for task in m.tasks.values():
+        assert task.mm is not None  # checked above
+        for vma in task.mm.vmas:
+            avcs += len(vma.avcs)
+            for avc in vma.avcs:
+                av = avc.anon_vma
+                reach[id(av)] = av
+                root = getattr(av, "root", av)
+                reach[id(root)] = root
+    live = m.slab.live
+    if avcs != live["anon_vma_chain"]:
+        _fail(f"{live['anon_vma_chain']} anon_vma_chains allocated but {avcs} on the chains "
+              f"of live VMAs (leak)")
+    if len(reach) != live["anon_vma"]:
+        _fail(f"{live['anon_vma']} anon_vmas allocated but {len(reach)} reachable from live "
+              f"VMAs (leak)")

@@ -39,3 +39,8 @@ class OomKill(Exception):
 
 class ModelBug(AssertionError):
     """An invariant of the model does not hold (CONFIG_DEBUG_VM's BUG)."""
+
+
+class InvariantViolated(ModelBug):
+    """The invariant checker (debug_vm) found a violation: a bug in rmaplab
+    under a scheme, the expected finding under a variant buggy on purpose."""

@@ -26,7 +26,19 @@ from .mm_types import MM, VMA, Task
 from .page_alloc import FrameTable
 from .rmap.protocol import RmapScheme, WalkStats
 from .slab import Slab
-from .uapi import SCHEMES, UNUSES, Counters, Objects, SchemeName, Unuse, is_scheme, is_unuse
+from .uapi import (
+    SCHEMES,
+    UNUSES,
+    VARIANTS,
+    Counters,
+    Objects,
+    SchemeName,
+    Unuse,
+    VariantName,
+    is_scheme,
+    is_unuse,
+    is_variant,
+)
 
 COUNTERS = tuple(Counters.__annotations__)  # in the order the stats record lists them
 
@@ -38,7 +50,8 @@ DEFAULT_FRAMES = 1 << 24
 class Config:
     """Machine configuration (the model's sysctls and boot options).
 
-    scheme: the rmap design (rmaplab.rmap.SCHEMES). frames: usable page
+    scheme: the rmap design (rmaplab.rmap.SCHEMES, or a variant buggy on
+    purpose of rmaplab.uapi.VARIANTS: docs/posted.md). frames: usable page
     frames (a fault beyond them reclaims, then OOM-kills). vm_lock_rmap: the
     VM_LOCK_RMAP flag of Rik van Riel's anon_vma_chain patch (January 2010),
     removed before it was merged. unuse: swapoff's try_to_unuse, "2004" (Hugh
@@ -48,20 +61,22 @@ class Config:
     after every op.
     """
 
-    scheme: SchemeName
+    scheme: SchemeName | VariantName
     frames: int
     vm_lock_rmap: bool
     unuse: Unuse
     volatile_noswap: bool
     check: bool
 
-    def __init__(self, *, scheme: SchemeName | str = "modern", frames: int = DEFAULT_FRAMES,
-                 vm_lock_rmap: bool = False, unuse: Unuse | str = "2019",
-                 volatile_noswap: bool = False, check: bool = False) -> None:
+    def __init__(self, *, scheme: SchemeName | VariantName | str = "modern",
+                 frames: int = DEFAULT_FRAMES, vm_lock_rmap: bool = False,
+                 unuse: Unuse | str = "2019", volatile_noswap: bool = False,
+                 check: bool = False) -> None:
         """Keywords only. Raises ValueError naming the choices for a scheme or
         unuse that is not one (strings from a command line are checked here)."""
-        if not is_scheme(scheme):
-            raise ValueError(f"unknown rmap scheme {scheme!r}; choose one of {', '.join(SCHEMES)}")
+        if not (is_scheme(scheme) or is_variant(scheme)):
+            raise ValueError(f"unknown rmap scheme {scheme!r}; choose one of {', '.join(SCHEMES)} "
+                             f"(or a variant buggy on purpose: {', '.join(VARIANTS)})")
         if not is_unuse(unuse):
             raise ValueError(f"unknown try_to_unuse {unuse!r}; choose one of {', '.join(UNUSES)}")
         self.scheme = scheme

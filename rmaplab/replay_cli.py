@@ -4,8 +4,12 @@
 Every path is checked before anything runs (no output may be the trace or
 another output); the trace is validated whole, then run, each record
 written as its op finishes, and each output file renamed into place at the
-end, so a failed run leaves existing files as they were. A model bug
-(status 70) keeps what was computed as FILE.partial. One summary line goes
+end, so a failed run leaves existing files as they were. --fail-alloc makes one
+allocation fail (the fault injection of rmaplab.slab), for error paths. A model bug
+(status 70) keeps what was computed as FILE.partial. With --check, an
+invariant the checker finds violated under a variant buggy on purpose
+(docs/posted.md) is that variant's bug, found: status 1, the outputs kept
+as FILE.partial too. One summary line goes
 to stderr at the end (not with --quiet).
 """
 
@@ -19,6 +23,7 @@ import click
 
 from .budget import OverBudget, check_trace
 from .cliutil import (
+    EXIT_DIFFER,
     EXIT_INTERNAL,
     SCHEME,
     STDIO,
@@ -31,9 +36,28 @@ from .cliutil import (
     read_trace_arg,
     say,
 )
+from .errors import InvariantViolated
 from .machine import DEFAULT_FRAMES, Config, Machine
 from .progress import op_progress
 from .replay import run_op, write_snapshot
+from .rmap import VARIANTS
+from .slab import KINDS
+
+
+class FailAlloc(click.ParamType):
+    """``--fail-alloc KIND:N``: which allocation to fail (Slab.fail_kinds, fail_at)."""
+
+    name = "kind:n"
+
+    def convert(self, value: object, param: click.Parameter | None,
+                ctx: click.Context | None) -> tuple[str, int]:
+        if isinstance(value, tuple):
+            return value  # type: ignore[return-value]  # already converted
+        kind, _, n = str(value).partition(":")
+        if kind not in KINDS or not n.isdigit() or int(n) < 1:
+            self.fail(f"{value!r}: give KIND:N, KIND one of {', '.join(KINDS)} and N a "
+                      "positive count (the N-th allocation of KIND fails)", param, ctx)
+        return kind, int(n)
 
 
 class _ModelBug(Exception):
@@ -59,14 +83,21 @@ def _dump(obj: Mapping[str, object]) -> str:
               help="Where to write the snapshots (JSON Lines; '-': stdout).")
 @click.option("--stats", "stats_path", default=None, metavar="FILE",
               help="Where to write stats at each snapshot and at the end ('-': stdout).")
-@click.option("--check", is_flag=True, help="Run the invariant checker after every op.")
+@click.option("--check", is_flag=True,
+              help="Run the invariant checker after every op (a violation under a variant "
+                   "buggy on purpose exits 1).")
 @click.option("--frames", type=click.IntRange(1, 1 << 31), default=DEFAULT_FRAMES,
               show_default=True, help="Physical frames of the machine.")
+@click.option("--fail-alloc", type=FailAlloc(), default=None, metavar="KIND:N",
+              help="Fault injection: the N-th allocation of slab objects KIND (one of "
+                   f"{', '.join(KINDS)}) in the run fails, as kmem_cache_alloc returning "
+                   "NULL (the op that makes it gets ENOMEM or unwinds).")
 @max_memory_option("the replay")
 @quiet_options
 def replay_cmd(trace: str, scheme: str, results_path: str, snapshots_path: str,
-               stats_path: str | None, check: bool, frames: int, max_memory: int | None,
-               quiet: bool, no_progress: bool) -> None:
+               stats_path: str | None, check: bool, frames: int,
+               fail_alloc: tuple[str, int] | None, max_memory: int | None, quiet: bool,
+               no_progress: bool) -> None:
     """Replay TRACE ('-': stdin) on the model (docs/trace-format.md, version 1)."""
 
     def body() -> int:
@@ -83,6 +114,9 @@ def replay_cmd(trace: str, scheme: str, results_path: str, snapshots_path: str,
         except OverBudget as e:
             raise CliError(f"{'stdin' if trace == STDIO else trace}: {e}") from None
         m = Machine(Config(scheme=scheme, frames=frames, check=check))
+        if fail_alloc is not None:
+            m.slab.fail_kinds = frozenset({fail_alloc[0]})
+            m.slab.fail_at = fail_alloc[1]
         failed = snapshots = 0
         try:
             with files.opened(keep_partial=lambda e: isinstance(e, _ModelBug)), \
@@ -105,6 +139,11 @@ def replay_cmd(trace: str, scheme: str, results_path: str, snapshots_path: str,
                     tf.write(_dump(m.stats("end")))
         except _ModelBug as bug:
             kept = ", ".join(files.kept) or "the outputs written so far"
+            if isinstance(bug.cause, InvariantViolated) and scheme in VARIANTS:
+                say("replay", f"invariant violated after trace line {bug.line} "
+                    f"(--check, CONFIG_DEBUG_VM): {bug.cause}; {scheme} is buggy on purpose "
+                    f"(docs/posted.md); the records up to the previous op are in {kept}")
+                return EXIT_DIFFER
             say("replay", f"internal error (a bug in rmaplab, please report it with the trace) "
                 f"at trace line {bug.line}: {bug}; the records up to the previous op are in "
                 f"{kept}")

@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: GPL-2.0-only
-"""``rmaplab schemes``: the rmap schemes the model implements, newest first."""
+"""``rmaplab schemes``: the rmap schemes the model implements, newest first,
+then the variants buggy on purpose (by name only, never in ``all``)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .cliutil import guard, json_option, print_json, quiet_options
-from .rmap import SCHEMES
+from .rmap import SCHEMES, VARIANTS
 
 #: name -> (era, author, one line on what it is); sources in docs/references.md.
 ABOUT: dict[str, tuple[str, str, str]] = {
@@ -29,6 +30,13 @@ ABOUT: dict[str, tuple[str, str, str]] = {
     "pte_chain": ("2002 (2.5)", "Rik van Riel",
                   "pte-based: each page holds a direct pointer, or a chain, to every PTE "
                   "that maps it"),
+    "anon_vma_chain_posted": ("2010 (as posted)", "Rik van Riel",
+                              "buggy on purpose: the January 2010 patch before review "
+                              "(head insertion, swap-in mapping, fork error-path leak); "
+                              "docs/posted.md"),
+    "modern_degree": ("2015-2022", "Konstantin Khlebnikov",
+                      "buggy on purpose: modern with the single anon_vma->degree counter "
+                      "(7a3ef208e662) that 2555283eb40d split; docs/posted.md"),
 }
 
 
@@ -36,19 +44,24 @@ ABOUT: dict[str, tuple[str, str, str]] = {
 @json_option
 @quiet_options
 def schemes_cmd(as_json: bool, quiet: bool, no_progress: bool) -> None:
-    """List the rmap schemes (the names --scheme and --schemes take), newest first."""
+    """List the rmap schemes (the names --scheme and --schemes take), newest first,
+    then the variants buggy on purpose (taken by name, not part of 'all')."""
 
     def body() -> int:
+        names = (*SCHEMES, *VARIANTS)
         rows = [{"name": name, "era": ABOUT[name][0], "author": ABOUT[name][1],
-                 "description": ABOUT[name][2]} for name in SCHEMES]
+                 "description": ABOUT[name][2], "buggy_on_purpose": name in VARIANTS}
+                for name in names]
         if as_json:
             print_json(rows)
             return 0
         table = Table(title="rmap schemes (--scheme NAME, --schemes LIST or all)")
         for col in ("name", "era", "author", "description"):
             table.add_column(col, overflow="fold", no_wrap=col != "description")
-        for r in rows:
-            table.add_row(r["name"], r["era"], r["author"], r["description"])
+        for name in names:
+            era, author, about = ABOUT[name]
+            shown = f"{name} (buggy on purpose)" if name in VARIANTS else name
+            table.add_row(shown, era, author, about)
         Console(width=None if sys.stdout.isatty() else 120).print(table)
         return 0
 

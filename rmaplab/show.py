@@ -35,7 +35,7 @@ import numpy as np
 from .machine import Config, Machine
 from .mm_types import PTE_PRESENT, PTE_SHIFT, VMA
 from .replay import run_op
-from .rmap import SCHEMES
+from .rmap import SCHEMES, VARIANTS
 from .show_drawers import (
     draw_anon_vma_2004,
     draw_anonmm,
@@ -175,8 +175,9 @@ def picture(trace: str | Path | list, *, at: int, scheme: str = "modern",
                                                                         default=0)
     if not 1 <= at <= max(last, 1):
         raise ShowInputError(f"--at {at}: the trace has lines 1 to {last}")
-    if scheme not in SCHEMES:
-        raise ShowInputError(f"--scheme {scheme!r}: choose one of {', '.join(SCHEMES)}")
+    if scheme not in SCHEMES and scheme not in VARIANTS:
+        raise ShowInputError(f"--scheme {scheme!r}: choose one of {', '.join(SCHEMES)} "
+                             f"(or a variant buggy on purpose: {', '.join(VARIANTS)})")
     m = Machine(Config(scheme=scheme))
     done = None
     for op in ops:

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from .experiments import Experiment, experiments
-from .rmap import SCHEMES
+from .rmap import SCHEMES, VARIANTS
 
 TOP_KEYS = ("experiment", "schemes", "repeats", "params", "description")
 MAX_POINTS = 1_000_000
@@ -189,7 +189,7 @@ def parse_spec(data: Mapping[str, Any], *, source: str = "", text: str = "",
     elif isinstance(schemes_v, list) and schemes_v and all(isinstance(s, str) for s in schemes_v):
         schemes = list(dict.fromkeys(schemes_v))
         for s in schemes:
-            if s not in SCHEMES:
+            if s not in SCHEMES and s not in VARIANTS:  # a variant only by its name
                 raise SpecError("schemes", f"unknown scheme {s!r}; choose from "
                                 f"{', '.join(SCHEMES)} or \"all\"", source)
     else:

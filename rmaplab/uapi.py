@@ -34,6 +34,13 @@ ADVICES: tuple[Advice, ...] = get_args(Advice)
 SchemeName = Literal["modern", "anon_vma_chain", "anon_vma", "anonmm", "pte_chain"]
 SCHEMES: tuple[SchemeName, ...] = get_args(SchemeName)
 
+#: Variants buggy on purpose (docs/posted.md), taken only by name, never in
+#: ``all``: ``anon_vma_chain_posted`` (the 2010 patch as posted, before its
+#: review's fixes) and ``modern_degree`` (the single anon_vma->degree counter
+#: of commit 7a3ef208e662, before commit 2555283eb40d).
+VariantName = Literal["anon_vma_chain_posted", "modern_degree"]
+VARIANTS: tuple[VariantName, ...] = get_args(VariantName)
+
 #: swapoff's try_to_unuse: Hugh Dickins' 2004 version (slot by slot, mm by
 #: mm over mmlist) or the 2019 one of commit b56a2d8af914 (one pass per mm).
 Unuse = Literal["2004", "2019"]
@@ -53,6 +60,11 @@ def is_advice(value: object) -> TypeGuard[Advice]:
 def is_scheme(value: object) -> TypeGuard[SchemeName]:
     """Whether value names an rmap scheme."""
     return value in SCHEMES
+
+
+def is_variant(value: object) -> TypeGuard[VariantName]:
+    """Whether value names a scheme variant buggy on purpose."""
+    return value in VARIANTS
 
 
 def is_unuse(value: object) -> TypeGuard[Unuse]:

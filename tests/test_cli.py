@@ -20,7 +20,7 @@ from rmaplab.cli import main
 from rmaplab.cliutil import EXIT_PIPE
 from rmaplab.kernel.diff import kernel_diff
 from rmaplab.progress import BAR_WIDTH, progress_bar
-from rmaplab.rmap import SCHEMES
+from rmaplab.rmap import SCHEMES, VARIANTS
 from rmaplab.trace import parse_trace_lines
 
 RMAPLAB = str(Path(sys.executable).with_name("rmaplab"))
@@ -220,7 +220,8 @@ def test_schemes_verb_lists_every_scheme_as_table_and_json() -> None:
     for scheme in SCHEMES:
         assert scheme in p.stdout.decode()
     rows = json.loads(run("schemes", "--json").stdout)
-    assert [r["name"] for r in rows] == list(SCHEMES)
+    assert [r["name"] for r in rows] == [*SCHEMES, *VARIANTS]
+    assert [r["buggy_on_purpose"] for r in rows] == [r["name"] in VARIANTS for r in rows]
     assert all(r["era"] and r["author"] and r["description"] for r in rows)
 
 

@@ -36,7 +36,7 @@ from rich.markup import escape
 from ..optional import require_pandas
 from ..progress import progress_bar
 from ..references import cite
-from ..rmap import SCHEMES
+from ..rmap import SCHEMES, VARIANTS
 from . import table
 from .base import Experiment
 from .plots import plot
@@ -139,8 +139,9 @@ def _schemes(exp: Experiment, schemes: Sequence[str] | str | None) -> list[str]:
         schemes = list(SCHEMES) if schemes == "all" else [s for s in schemes.split(",") if s]
     chosen = list(schemes)
     for s in chosen:
-        if s not in SCHEMES:
-            raise ValueError(f"unknown scheme {s!r}; choose from {', '.join(SCHEMES)} or 'all'")
+        if s not in SCHEMES and s not in VARIANTS:  # a variant only by its name
+            raise ValueError(f"unknown scheme {s!r}; choose from {', '.join(SCHEMES)} "
+                             f"(or the variants {', '.join(VARIANTS)}) or 'all'")
     return chosen
 
 
