@@ -26,6 +26,7 @@ from typing import IO, Any, NoReturn, TypeVar
 import click
 from click.shell_completion import CompletionItem
 
+from .eras import ERAS
 from .rmap import SCHEMES
 from .trace import Op, TraceError, load_trace, read_trace
 
@@ -171,6 +172,13 @@ def quiet_options(f: F) -> F:
     return click.option("-q", "--quiet", is_flag=True,
                         help="Print nothing but errors and what was asked for on stdout "
                              "(no progress, no summary).")(f)
+
+
+def era_option(f: F) -> F:
+    """``--era today|historical``: the kernel rules the model runs on (docs/eras.md)."""
+    return click.option("--era", type=click.Choice(ERAS), default="today", show_default=True,
+                        help="today: every scheme on 6.18's VMA, COW and reclaim rules; "
+                             "historical: each scheme on its own kernel's (docs/eras.md).")(f)
 
 
 def json_option(f: F) -> F:

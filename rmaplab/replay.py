@@ -118,10 +118,12 @@ def run_op(m: Machine, op: Op) -> tuple[dict, dict | None]:
 
 
 def replay(ops: Iterable[Op], *, scheme: str = "modern", check: bool = False,
-           frames: int | None = None, machine: Machine | None = None) -> ReplayOutput:
-    """Run a validated trace on a new machine (or the one given)."""
+           frames: int | None = None, machine: Machine | None = None,
+           era: str = "today") -> ReplayOutput:
+    """Run a validated trace on a new machine (or the one given); era as
+    Config's (docs/eras.md)."""
     if machine is None:
-        cfg = Config(scheme=scheme, check=check)
+        cfg = Config(scheme=scheme, check=check, era=era)
         if frames is not None:
             cfg.frames = frames
         machine = Machine(cfg)

@@ -23,6 +23,7 @@ from .cliutil import (
     STDIO,
     Files,
     Output,
+    era_option,
     guard,
     quiet_options,
     read_trace_arg,
@@ -59,9 +60,10 @@ def _dump(obj: Mapping[str, object]) -> str:
 @click.option("--check", is_flag=True, help="Run the invariant checker after every op.")
 @click.option("--frames", type=click.IntRange(1, 1 << 31), default=DEFAULT_FRAMES,
               show_default=True, help="Physical frames of the machine.")
+@era_option
 @quiet_options
 def replay_cmd(trace: str, scheme: str, results_path: str, snapshots_path: str,
-               stats_path: str | None, check: bool, frames: int, quiet: bool,
+               stats_path: str | None, check: bool, frames: int, era: str, quiet: bool,
                no_progress: bool) -> None:
     """Replay TRACE ('-': stdin) on the model (docs/trace-format.md, version 1)."""
 
@@ -74,7 +76,7 @@ def replay_cmd(trace: str, scheme: str, results_path: str, snapshots_path: str,
         tf: Output | None = files.output("--stats", stats_path) if stats_path else None
         files.check()
         ops = read_trace_arg(trace)
-        m = Machine(Config(scheme=scheme, frames=frames, check=check))
+        m = Machine(Config(scheme=scheme, frames=frames, check=check, era=era))
         failed = snapshots = 0
         try:
             with files.opened(keep_partial=lambda e: isinstance(e, _ModelBug)), \
