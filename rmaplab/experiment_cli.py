@@ -17,7 +17,16 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from .cliutil import CliError, SchemeList, guard, json_option, print_json, quiet_options, say
+from .cliutil import (
+    CliError,
+    SchemeList,
+    era_option,
+    guard,
+    json_option,
+    print_json,
+    quiet_options,
+    say,
+)
 from .experiments import Experiment, experiments, print_report, run_experiment, write_outputs
 
 
@@ -85,10 +94,11 @@ def _document(exp: Experiment, records: list[dict]) -> dict[str, Any]:
               show_default=True, help="Directory for CSV, Parquet and plots.")
 @click.option("--list-params", is_flag=True,
               help="List NAME's parameters (defaults, limits, meanings) and exit.")
+@era_option
 @json_option
 @quiet_options
 def experiment_cmd(name: str, schemes: tuple[str, ...] | None, params: tuple[str, ...],
-                   out: Path, list_params: bool, as_json: bool, quiet: bool,
+                   out: Path, list_params: bool, era: str, as_json: bool, quiet: bool,
                    no_progress: bool) -> None:
     """Run experiment NAME (see docs/experiments/NAME.md)."""
     exp = experiments()[name]
@@ -106,7 +116,7 @@ def experiment_cmd(name: str, schemes: tuple[str, ...] | None, params: tuple[str
         try:
             records = run_experiment(exp, schemes=list(schemes) if schemes else None,
                                      params=params, progress=not (quiet or no_progress),
-                                     console=Console(stderr=True))
+                                     console=Console(stderr=True), era=era)
         except ValueError as e:
             raise CliError(str(e)) from None
         if as_json:

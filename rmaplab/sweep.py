@@ -307,7 +307,7 @@ def run_sweep(spec: SweepSpec | dict | str | os.PathLike[str], db: str | os.Path
 
 
 def _params_key(rec: dict, spec: SweepSpec) -> str:
-    return Point(spec.experiment.name, rec["scheme"], {k: rec.get(k) for k in spec.grid},
+    return Point(spec.experiment.name, rec["scheme"], {k: rec.get(k) for k in spec.point_keys()},
                  0).params_key
 
 

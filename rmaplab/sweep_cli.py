@@ -31,10 +31,11 @@ from .cliutil import (
     quiet_options,
     say,
 )
+from .eras import ERAS
 from .report import write_report
 from .store import Store, StoreError
 from .sweep import INLINE, Interrupted, SweepUnavailable, run_sweep
-from .sweep_spec import SpecError, load_spec
+from .sweep_spec import SpecError, load_spec, with_era
 
 EXIT_FAILED = 1
 
@@ -75,11 +76,14 @@ def _guard(cmd: str, body: Callable[[], int]) -> None:
 @click.option("--schemes", type=SchemeList(), default=None,
               help="Comma-separated rmap schemes, or 'all', instead of the spec's "
                    "(a different sweep: its own points).")
+@click.option("--era", type=click.Choice(ERAS), default=None,
+              help="today or historical instead of the spec's era (docs/eras.md; a "
+                   "different sweep: its own points).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
 @quiet_options
 def sweep_cmd(spec: Path, db: Path, scheduler: str | None, workers: int | None,
-              retry_failed: bool, schemes: tuple[str, ...] | None, as_json: bool,
-              quiet: bool, no_progress: bool) -> None:
+              retry_failed: bool, schemes: tuple[str, ...] | None, era: str | None,
+              as_json: bool, quiet: bool, no_progress: bool) -> None:
     """Run the grid of SPEC (a TOML file: docs/sweeps.md) on Dask into --db."""
     if scheduler is not None and scheduler != INLINE and "://" not in scheduler:
         click.echo(f"rmaplab sweep: --scheduler {scheduler!r}: expected an address like "
@@ -95,6 +99,8 @@ def sweep_cmd(spec: Path, db: Path, scheduler: str | None, workers: int | None,
         s = load_spec(spec)
         if schemes:
             s = dataclasses.replace(s, schemes=list(schemes))
+        if era is not None:
+            s = with_era(s, era)
         res = run_sweep(s, db, scheduler=scheduler, workers=workers, retry_failed=retry_failed,
                         progress=not (quiet or no_progress), console=console)
         if as_json:

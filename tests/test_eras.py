@@ -14,9 +14,12 @@ from click.testing import CliRunner
 from rmaplab.cli import main
 from rmaplab.contention.profiles import PROFILES
 from rmaplab.eras import TODAY, TREES, rules_for, tree
+from rmaplab.experiments import run_experiment
 from rmaplab.kernel.diff import compare_runs
 from rmaplab.machine import Config, Machine
 from rmaplab.replay import replay
+from rmaplab.show import ShowInputError, picture
+from rmaplab.sweep_spec import SpecError, parse_spec, with_era
 from rmaplab.trace import load_trace
 
 B = 0x100000000000
@@ -312,3 +315,54 @@ def test_default_era_matches_the_recorded_kernel(name: str) -> None:
         assert today.stats == plain.stats
         assert not compare_runs(ops, plain.results, plain.snapshots, kres, ksnap)
         replay(ops, scheme=scheme, check=True, era="historical")  # runs clean under the checker
+
+
+# -- --era on the verbs that run the model -----------------------------------------------
+
+def test_experiment_era_historical(tmp_path: Path) -> None:
+    """aim7 in era mode: anon_vma's children's COW pages stay in the one
+    family anon_vma either way; each record says its era."""
+    res = run_experiment("aim7", schemes=["anon_vma", "anon_vma_chain"],
+                         params={"procs": [3], "pages": [20]}, progress=False, era="historical")
+    assert [r["era"] for r in res] == ["historical", "historical"]
+    today = run_experiment("aim7", schemes=["anon_vma"], params={"procs": [3], "pages": [20]},
+                           progress=False)
+    assert "era" not in today[0]
+    out = CliRunner().invoke(main, ["experiment", "contention", "--era", "historical", "--out",
+                                    str(tmp_path), "-q"])
+    assert out.exit_code == 2 and "does not run in era mode" in out.output
+    out = CliRunner().invoke(main, ["experiment", "hierarchy", "--era", "historical",
+                                    "--param", "generations=2", "--out", str(tmp_path), "-q"])
+    assert out.exit_code == 0, out.output
+
+
+def test_show_era_historical(tmp_path: Path) -> None:
+    trace = tmp_path / "t.jsonl"
+    ops = [{"op": "spawn", "task": "p"},
+           {"op": "mmap", "task": "p", "addr": hex(B), "pages": 2, "prot": "rw"},
+           {"op": "write", "task": "p", "addr": hex(B), "pages": 2, "value": 1},
+           {"op": "fork", "task": "p", "child": "c"},
+           {"op": "mmap", "task": "c", "addr": hex(B + 2 * PG), "pages": 2, "prot": "rw"}]
+    trace.write_text("".join(json.dumps(o) + "\n" for o in ops))
+    dot = picture(trace, at=5, scheme="anon_vma", era="historical").to_dot()
+    assert "era historical" in dot
+    with pytest.raises(ShowInputError, match="--era"):
+        picture(trace, at=5, era="1990")
+    out = CliRunner().invoke(main, ["show", str(trace), "--at", "5", "--scheme", "anon_vma",
+                                    "--era", "historical", "--format", "dot", "-o",
+                                    str(tmp_path / "x.dot"), "-q"])
+    assert out.exit_code == 0, out.output
+
+
+def test_sweep_spec_era() -> None:
+    base = {"experiment": "aim7", "schemes": ["anon_vma"], "params": {"procs": 2, "pages": 5}}
+    today = parse_spec(base)
+    hist = parse_spec({**base, "era": "historical"})
+    assert today.hash != hist.hash
+    assert "era" not in today.points()[0].params
+    assert hist.points()[0].params["era"] == "historical"
+    assert with_era(today, "historical").hash == hist.hash
+    with pytest.raises(SpecError, match="key 'era'"):
+        parse_spec({**base, "era": "1990"})
+    with pytest.raises(SpecError, match="does not run in era mode"):
+        parse_spec({"experiment": "contention", "era": "historical"})

@@ -68,6 +68,9 @@ class Experiment:
     check: Callable[[dict], str | None] | None = None
     # What each parameter means, one line each (``--list-params``, ``--help``).
     param_help: dict[str, str] = field(default_factory=dict)
+    # run builds its machine with the point's era (era_of), so it can run
+    # with --era historical (docs/eras.md); a point carries "era" only then
+    era_mode: bool = False
 
     def problem(self, p: dict) -> str | None:
         """What is wrong with the parameters of one point, or None."""
@@ -95,3 +98,8 @@ def within_budget(pages: float, what: str) -> str | None:
         return (f"{what} needs {int(pages):,} pages, more than the {PAGE_BUDGET:,} "
                 "frames a point may use")
     return None
+
+
+def era_of(p: dict) -> str:
+    """The era a point runs in: "today" unless the run asked for another."""
+    return str(p.get("era", "today"))
