@@ -57,7 +57,9 @@ class EraRules:
     swapin_free_write: do_swap_page frees the slot for a VM_LOCKED VMA
     (2.6.28) / for a write to a page nobody else holds (2.6.34's
     reuse_swap_page, 6.18's should_try_to_free_swap; 2.6.9 kept it).
-    cow: do_wp_page's reuse test (CowRule).
+    cow: do_wp_page's reuse test (CowRule). mlock_merges: mlock_fixup
+    merges the range with its neighbours (vma_merge); 2.6.9 and before only
+    split.
     """
 
     kernel: str
@@ -69,6 +71,7 @@ class EraRules:
     swapin_free_locked: bool = True
     swapin_free_write: bool = True
     cow: CowRule = "exclusive"
+    mlock_merges: bool = True
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -91,7 +94,7 @@ TODAY = EraRules(kernel="6.18")
 #: kernels before anon_vma (2.6.7) had no anon_vma test in their merges.
 _PRE_ANON_VMA = dict(merge="none", cull_mlocked=False, activate_frees_swap=False,
                      swapin_free_locked=False, swapin_free_write=False,
-                     cow="page_count")
+                     cow="page_count", mlock_merges=False)
 
 TREES: dict[str, Tree] = {t.scheme: t for t in (
     Tree(scheme="pte_chain", kernel="2.5.27", author="Rik van Riel", date="July 2002",
@@ -103,7 +106,7 @@ TREES: dict[str, Tree] = {t.scheme: t for t in (
          rules=EraRules(kernel="2.6.9", merge="either", merge_by_anon_vma=True,
                         lend_forked=True, cull_mlocked=False, activate_frees_swap=False,
                         swapin_free_locked=False, swapin_free_write=False,
-                        cow="page_count")),
+                        cow="page_count", mlock_merges=False)),
     Tree(scheme="anon_vma_chain", kernel="2.6.34", author="Rik van Riel", date="May 2010",
          rules=EraRules(kernel="2.6.34", merge="either", cow="swapcount")),
     Tree(scheme="modern", kernel="6.18", author="(today's kernel)", date="November 2025",

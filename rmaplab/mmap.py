@@ -265,6 +265,13 @@ def vma_modify_flags(m: MMState, prev: VMA | None, vma: VMA, start: int, end: in
     merged = vma_merge_existing_range(m, prev, vma, start, end, newflags)
     if merged is not None:
         return merged
+    return split_range(m, vma, start, end)
+
+
+def split_range(m: MMState, vma: VMA, start: int, end: int) -> VMA:
+    """Split vma so that one VMA covers exactly [start, end) of it, and return
+    that VMA (the split half of vma_modify; all that 2.6.9's mlock_fixup did).
+    Raises NoMem; a split already done stays done."""
     if vma.start < start:
         split_vma(m, vma, start, True)
     if vma.end > end:

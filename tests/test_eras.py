@@ -268,6 +268,27 @@ def test_mlocked_pages_met_by_reclaim_before_2_6_28() -> None:
     assert mlocked_under_reclaim("anon_vma_chain", "historical").counters["pgscan"] == 0
 
 
+def test_munlock_leaves_the_split_before_mlock_merged() -> None:
+    """2.6.9's mlock_fixup only split (its find_mergeable_anon_vma says
+    neither mlock nor madvise remerges): mlock of the middle 4 of 10 pages
+    gives 3 VMAs in every tree, and munlock leaves them 3 in 2.6.9, where
+    2.6.34 and 6.18 merge them back into 1."""
+    def run(scheme: str, era: str) -> tuple[int, int]:
+        m = machine(scheme, era)
+        m.spawn("p")
+        m.mmap("p", B, 10, "rw")
+        m.write("p", B, 10, 1)
+        m.mlock("p", B + 3 * PG, 4)
+        locked = len(vmas(m, "p"))
+        m.munlock("p", B + 3 * PG, 4)
+        m.check()
+        return locked, len(vmas(m, "p"))
+    assert run("anon_vma", "historical") == (3, 3)
+    assert run("pte_chain", "historical") == (3, 3)
+    assert run("anon_vma", "today") == (3, 1)
+    assert run("anon_vma_chain", "historical") == (3, 1)
+
+
 # -- rule 4: reclaim ---------------------------------------------------------------------
 
 def test_activation_keeps_the_slot_before_2_6_28() -> None:
