@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from rmaplab.cli import main
 from rmaplab.contention.profiles import PROFILES
 from rmaplab.eras import TODAY, TREES, rules_for, tree
+from rmaplab.errors import SysError
 from rmaplab.experiments import run_experiment
 from rmaplab.kernel.diff import compare_runs
 from rmaplab.machine import Config, Machine
@@ -317,6 +318,46 @@ def test_write_swapin_keeps_the_slot_in_2_6_9() -> None:
     assert run("anon_vma", "historical") == 1
     assert run("anon_vma", "today") == 0
     assert run("anon_vma_chain", "historical") == 0
+
+
+# -- rule 5: the importer path and ENOMEM -------------------------------------------------
+
+def importer_mprotect(scheme: str, era: str, fail_next: bool) -> str:
+    """A written VMA made read-only, an unfaulted writable one just below;
+    mprotect makes the upper one writable again, and the lower one absorbs
+    it: the lower one must take (import) its anon_vma. With the next
+    failable allocation made to fail: "ENOMEM" or "ok"."""
+    m = machine(scheme, era)
+    m.spawn("p")
+    m.mmap("p", B + 4 * PG, 4, "rw")
+    m.write("p", B + 4 * PG, 4, 1)
+    m.mprotect("p", B + 4 * PG, 4, "r")
+    m.mmap("p", B, 4, "rw")
+    assert len(vmas(m, "p")) == 2
+    if fail_next:
+        m.slab.fail_at = m.slab.calls + 1
+    try:
+        m.mprotect("p", B + 4 * PG, 4, "rw")
+    except SysError as e:
+        assert e.errno == "ENOMEM"
+        return "ENOMEM"
+    finally:
+        m.slab.fail_at = None
+        m.check()
+    assert len(vmas(m, "p")) == 1
+    return "ok"
+
+
+@pytest.mark.parametrize("era", ["today", "historical"])
+def test_importer_fails_only_where_its_kernel_allocated(era: str) -> None:
+    """2.6.9's vma_adjust gave the importer the anon_vma and linked it onto
+    the family's list, allocating nothing: it cannot fail. 2.6.34's
+    vma_adjust and 6.18's dup_anon_vma clone the chain (anon_vma_clone)
+    and fail with ENOMEM when a chain entry cannot be allocated. The
+    schemes already do this in both eras."""
+    assert importer_mprotect("anon_vma", era, True) == "ok"
+    assert importer_mprotect("anon_vma_chain", era, True) == "ENOMEM"
+    assert importer_mprotect("anon_vma_chain", era, False) == "ok"
 
 
 # -- the default era is unchanged --------------------------------------------------------
