@@ -16,12 +16,13 @@ from rmaplab.contention.profiles import PROFILES
 from rmaplab.eras import TODAY, TREES, rules_for, tree
 from rmaplab.errors import SysError
 from rmaplab.experiments import run_experiment
+from rmaplab.gentrace import generate_trace
 from rmaplab.kernel.diff import compare_runs
 from rmaplab.machine import Config, Machine
 from rmaplab.replay import replay
 from rmaplab.show import ShowInputError, picture
 from rmaplab.sweep_spec import SpecError, parse_spec, with_era
-from rmaplab.trace import load_trace
+from rmaplab.trace import load_trace, parse_trace_lines
 
 B = 0x100000000000
 PG = 4096
@@ -428,3 +429,13 @@ def test_sweep_spec_era() -> None:
         parse_spec({**base, "era": "1990"})
     with pytest.raises(SpecError, match="does not run in era mode"):
         parse_spec({"experiment": "contention", "era": "historical"})
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_historical_era_keeps_every_invariant(seed: int) -> None:
+    """Random traces (fork, exit, mmap, mprotect, mremap, mlock, swap,
+    reclaim, madvise) in era mode under every pinned scheme, with the
+    invariant checker after every op."""
+    ops = parse_trace_lines(generate_trace(seed, 300))
+    for scheme in TREES:
+        replay(ops, scheme=scheme, check=True, era="historical")
