@@ -178,16 +178,18 @@ def same_flags(a: int, b: int) -> bool:
 
 def can_merge_after(m: MMState, prev: VMA, flags: int, pgoff: int, src_id,
                     src: VMA | None) -> bool:
-    """can_vma_merge_after: the range may be appended to prev."""
+    """can_vma_merge_after: the range may be appended to prev (at a linear
+    offset, except in the kernels before anon_vma: merge rule "none")."""
     return (same_flags(prev.flags, flags) and is_mergeable_anon_vma(m, src_id, src, prev)
-            and prev.pgoff + (prev.end - prev.start) == pgoff)
+            and (prev.pgoff + (prev.end - prev.start) == pgoff or m.rules.merge == "none"))
 
 
 def can_merge_before(m: MMState, nxt: VMA, flags: int, pgoff: int, npages: int, src_id,
                      src: VMA | None) -> bool:
-    """can_vma_merge_before: the range may be prepended to next."""
+    """can_vma_merge_before: the range may be prepended to next (at a linear
+    offset, except in the kernels before anon_vma)."""
     return (same_flags(nxt.flags, flags) and is_mergeable_anon_vma(m, src_id, src, nxt)
-            and nxt.pgoff == pgoff + npages)
+            and (nxt.pgoff == pgoff + npages or m.rules.merge == "none"))
 
 
 def prev_next_compatible(m: MMState, prev: VMA, nxt: VMA) -> bool:

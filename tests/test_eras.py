@@ -157,6 +157,35 @@ def test_no_anon_vma_test_before_anon_vma(scheme: str) -> None:
     assert len(vmas(two_faulted_neighbours(scheme, "today"), "c")) == 2
 
 
+@pytest.mark.parametrize("scheme", ["pte_chain", "anonmm"])
+def test_no_offset_test_before_anon_vma(scheme: str) -> None:
+    """The kernels before anon_vma merged anonymous VMAs without comparing
+    offsets (can_vma_merge_after's early return for a mapping with no file):
+    a VMA mremap moves next to another merges with it although its pgoff
+    is not linear; 6.18 (and 2.6.9) keep two. The pages are still found:
+    they go to swap, come back, and a fork shares them, under the checker."""
+    def run(era: str) -> Machine:
+        m = machine(scheme, era)
+        m.swapon(64)
+        m.spawn("p")
+        m.mmap("p", B, 4, "rw")
+        m.write("p", B, 4, 1)
+        m.mmap("p", B + 10 * PG, 4, "rw")
+        m.write("p", B + 10 * PG, 4, 2)
+        m.mremap("p", B + 10 * PG, 4, 4, B + 4 * PG)
+        m.check()
+        return m
+    hist = run("historical")
+    assert len(vmas(hist, "p")) == 1
+    assert len(vmas(run("today"), "p")) == 2
+    assert hist.reclaim(8) == 8
+    hist.fork("p", "c")
+    assert hist.read("c", B, 8, []) == [1] * 4 + [2] * 4
+    hist.write("p", B + 4 * PG, 4, 3)
+    assert hist.read("c", B + 4 * PG, 4, []) == [2] * 4
+    hist.check()
+
+
 def test_replay_era_historical_on_the_command_line(tmp_path: Path) -> None:
     trace = tmp_path / "t.jsonl"
     ops = [{"op": "spawn", "task": "p"},
