@@ -18,7 +18,9 @@ decision.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from types import MappingProxyType
 from typing import Literal, TypeGuard
 
 Era = Literal["today", "historical"]
@@ -90,28 +92,30 @@ class Tree:
 
 TODAY = EraRules(kernel="6.18")
 
-#: Before 2.6.28 (no unevictable list) and before PG_anon_exclusive; the
-#: kernels before anon_vma (2.6.7) had no anon_vma test in their merges.
-_PRE_ANON_VMA = dict(merge="none", cull_mlocked=False, activate_frees_swap=False,
-                     swapin_free_locked=False, swapin_free_write=False,
-                     cow="page_count", mlock_merges=False)
+#: 2.6.9's rules: the anon_vma merge test, but before 2.6.28 (no
+#: unevictable list, no swap freed on activation or mlocked swap-in) and
+#: before reuse_swap_page and PG_anon_exclusive.
+_2_6_9 = EraRules(kernel="2.6.9", merge="either", merge_by_anon_vma=True, lend_forked=True,
+                  cull_mlocked=False, activate_frees_swap=False, swapin_free_locked=False,
+                  swapin_free_write=False, cow="page_count", mlock_merges=False)
 
-TREES: dict[str, Tree] = {t.scheme: t for t in (
+#: The table, read-only: scheme -> its tree. The kernels before anon_vma
+#: (2.6.7) had 2.6.9's rules but no anon_vma test in their merges.
+TREES: Mapping[str, Tree] = MappingProxyType({t.scheme: t for t in (
     Tree(scheme="pte_chain", kernel="2.5.27", author="Rik van Riel", date="July 2002",
-         rules=EraRules(kernel="2.5.27", **_PRE_ANON_VMA),  # type: ignore[arg-type]
+         rules=replace(_2_6_9, kernel="2.5.27", merge="none", merge_by_anon_vma=False,
+                       lend_forked=False),
          ptes_per_node=1),
     Tree(scheme="anonmm", kernel="2.6.6-rc3-mm2", author="Hugh Dickins", date="May 2004",
-         rules=EraRules(kernel="2.6.6-rc3-mm2", **_PRE_ANON_VMA)),  # type: ignore[arg-type]
+         rules=replace(_2_6_9, kernel="2.6.6-rc3-mm2", merge="none", merge_by_anon_vma=False,
+                       lend_forked=False)),
     Tree(scheme="anon_vma", kernel="2.6.9", author="Andrea Arcangeli", date="October 2004",
-         rules=EraRules(kernel="2.6.9", merge="either", merge_by_anon_vma=True,
-                        lend_forked=True, cull_mlocked=False, activate_frees_swap=False,
-                        swapin_free_locked=False, swapin_free_write=False,
-                        cow="page_count", mlock_merges=False)),
+         rules=_2_6_9),
     Tree(scheme="anon_vma_chain", kernel="2.6.34", author="Rik van Riel", date="May 2010",
          rules=EraRules(kernel="2.6.34", merge="either", cow="swapcount")),
     Tree(scheme="modern", kernel="6.18", author="(today's kernel)", date="November 2025",
          rules=TODAY),
-)}
+)})
 
 #: The 2.5.6x kernels of Martin Bligh's 2003 NUMA-Q profiles packed NRPTE
 #: PTE pointers into one cache-line-sized node: (32 - 4) / 4 on their

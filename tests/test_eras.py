@@ -62,6 +62,8 @@ def test_table_pins_every_scheme_to_one_tree() -> None:
     assert rules_for("modern", "historical") is TODAY
     with pytest.raises(ValueError, match="no kernel tree"):
         tree("nonesuch")
+    with pytest.raises(TypeError):
+        TREES["x"] = TREES["modern"]  # type: ignore[index]  # the table is read-only
 
 
 def test_lock_profiles_name_the_table_trees() -> None:
