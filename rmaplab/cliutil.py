@@ -27,6 +27,7 @@ import click
 from click.shell_completion import CompletionItem
 
 from .budget import BudgetError, parse_size
+from .eras import ERAS
 from .rmap import SCHEMES, VARIANTS
 from .trace import Op, TraceError, load_trace, read_trace
 
@@ -191,6 +192,13 @@ def max_memory_option(what: str) -> Callable[[F], F]:
                         callback=_max_memory,
                         help=f"Host memory {what} may use (e.g. 2G; default: what the machine "
                              "has available); bigger is refused before anything runs.")
+
+
+def era_option(f: F) -> F:
+    """``--era today|historical``: the kernel rules the model runs on (docs/eras.md)."""
+    return click.option("--era", type=click.Choice(ERAS), default="today", show_default=True,
+                        help="today: every scheme on 6.18's VMA, COW and reclaim rules; "
+                             "historical: each scheme on its own kernel's (docs/eras.md).")(f)
 
 
 def json_option(f: F) -> F:

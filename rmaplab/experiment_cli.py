@@ -20,6 +20,7 @@ from rich.table import Table
 from .cliutil import (
     CliError,
     SchemeList,
+    era_option,
     guard,
     json_option,
     max_memory_option,
@@ -96,11 +97,12 @@ def _document(exp: Experiment, records: list[dict]) -> dict[str, Any]:
 @max_memory_option("one point")
 @click.option("--list-params", is_flag=True,
               help="List NAME's parameters (defaults, limits, meanings) and exit.")
+@era_option
 @json_option
 @quiet_options
 def experiment_cmd(name: str, schemes: tuple[str, ...] | None, params: tuple[str, ...],
-                   out: Path, max_memory: int | None, list_params: bool, as_json: bool,
-                   quiet: bool, no_progress: bool) -> None:
+                   out: Path, max_memory: int | None, list_params: bool, era: str,
+                   as_json: bool, quiet: bool, no_progress: bool) -> None:
     """Run experiment NAME (see docs/experiments/NAME.md)."""
     exp = experiments()[name]
 
@@ -117,7 +119,8 @@ def experiment_cmd(name: str, schemes: tuple[str, ...] | None, params: tuple[str
         try:
             records = run_experiment(exp, schemes=list(schemes) if schemes else None,
                                      params=params, progress=not (quiet or no_progress),
-                                     console=Console(stderr=True), max_memory=max_memory)
+                                     console=Console(stderr=True), max_memory=max_memory,
+                                     era=era)
         except ValueError as e:
             raise CliError(str(e)) from None
         if as_json:

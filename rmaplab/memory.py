@@ -168,7 +168,13 @@ def _write_faults(m: MMState, vma: VMA, i0: int, i1: int, value: int | None,
     reuse = np.zeros(len(seg), bool)
     cow = wp & ~zero
     if cow.any():
-        reuse[cow] = wp_can_reuse_anon_folio(m, frames[cow])
+        rule = m.rules.cow
+        if rule == "exclusive":
+            reuse[cow] = wp_can_reuse_anon_folio(m, frames[cow])
+        elif rule == "swapcount":
+            reuse[cow] = reuse_swap_page(m, frames[cow])
+        else:
+            reuse[cow] = can_share_swap_page(m, frames[cow])
     new = empty | (wp & ~reuse)  # a new page each: do_anonymous_page, wp_page_copy
     need = np.cumsum(new)
     total = int(need[-1]) if len(need) else 0
@@ -273,6 +279,43 @@ def wp_can_reuse_anon_folio(m: MMState, frames: np.ndarray) -> np.ndarray:
     return ok
 
 
+def reuse_swap_page(m: MMState, frames: np.ndarray) -> np.ndarray:
+    """Models reuse_swap_page() of Linux 2.6.34 (do_wp_page's test before
+    PG_anon_exclusive): a page mapped once, with no swap PTE naming its
+    slot, is reused; one in the swap cache leaves it and is dirty."""
+    ft = m.frames
+    sw = m.swap
+    ok = ft.mapcount[frames] <= 1
+    cached = ok & ((ft.flags[frames] & PG_SWAPCACHE) != 0)
+    if sw is None or not cached.any():
+        return ok
+    for j in np.flatnonzero(cached).tolist():
+        f = int(frames[j])
+        if sw.swap_map[int(ft.private[f])]:
+            ok[j] = False  # page_swapcount: another swap PTE still names it
+            continue
+        delete_from_swap_cache(m, f)
+        ft.flags[f] |= PG_DIRTY
+    return ok
+
+
+def can_share_swap_page(m: MMState, frames: np.ndarray) -> np.ndarray:
+    """Models can_share_swap_page() of Linux 2.6.0 to 2.6.9: reuse a page
+    nobody else references (page_count 1), or one whose only other
+    reference is the swap cache with no swap PTE naming its slot
+    (exclusive_swap_page); that page stays in the swap cache."""
+    ft = m.frames
+    count = ft.refcount[frames]
+    ok = count == 1
+    sw = m.swap
+    cand = (count == 2) & ((ft.flags[frames] & PG_SWAPCACHE) != 0)
+    if sw is None or not cand.any():
+        return ok
+    for j in np.flatnonzero(cand).tolist():
+        ok[j] = sw.swap_map[int(ft.private[int(frames[j])])] == 0
+    return ok
+
+
 def wp_page_copy(m: MMState, vma: VMA, i0: int, idx: np.ndarray, frames: np.ndarray,
                  value: int | None) -> None:
     """Models mm/memory.c wp_page_copy(): the write-protected PTEs
@@ -329,8 +372,10 @@ def do_swap_page(m: MMState, vma: VMA, vpn: int, write: bool) -> None:
     if copied < 0:
         raise AssertionError("swap PTE changed under do_swap_page")
     m.counters["pgfault"] += 1
+    rules = m.rules
+    locked = rules.swapin_free_locked and vma.flags & VM_LOCKED
     if copied:
-        if sw.swap_map[slot] == 0 and (sw.full() or vma.flags & VM_LOCKED):
+        if sw.swap_map[slot] == 0 and (sw.full() or locked):
             delete_from_swap_cache(m, frame)
         return
     one = np.array([frame], np.int64)
@@ -344,8 +389,8 @@ def do_swap_page(m: MMState, vma: VMA, vpn: int, write: bool) -> None:
     vma.mm.rss += 1
     vma.mm.swapents -= 1
     sw.swap_map[slot] -= 1
-    if sw.swap_map[slot] == 0 and (sw.full() or vma.flags & VM_LOCKED
-                                   or (write and ft.refcount[frame] == 2)):
+    if sw.swap_map[slot] == 0 and (sw.full() or locked or (
+            rules.swapin_free_write and write and ft.refcount[frame] == 2)):
         # folio_free_swap: with its swap copy gone the page is dirty, read
         # fault or not (MADV_FREE then treats it as dirty)
         ft.flags[frame] |= PG_DIRTY

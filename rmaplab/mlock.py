@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from .errors import SysError
 from .memory import handle_mm_fault_range, populate_range
 from .mm_types import MM, VM_LOCKED, VM_READ, VM_VOLATILE, VM_WRITE, VMA
-from .mmap import VM_SPECIAL, vma_modify_flags
+from .mmap import VM_SPECIAL, split_range, vma_modify_flags
 from .mprotect import apply_range
 
 if TYPE_CHECKING:
@@ -32,10 +32,16 @@ if TYPE_CHECKING:
 
 def mlock_fixup(m: MMState, prev: VMA | None, vma: VMA, start: int, end: int,
                 newflags: int) -> VMA:
-    """mlock_fixup: a VM_SPECIAL VMA is neither locked nor counted."""
+    """mlock_fixup: give [start, end) of vma newflags, merging with its
+    neighbours where they allow, or (kernels before mlock merged, the era's
+    rules.mlock_merges false) only splitting. A VM_SPECIAL VMA is neither
+    locked nor counted."""
     if newflags == vma.flags or vma.flags & VM_SPECIAL:
         return vma
-    vma = vma_modify_flags(m, prev, vma, start, end, newflags)
+    if m.rules.mlock_merges:
+        vma = vma_modify_flags(m, prev, vma, start, end, newflags)
+    else:
+        vma = split_range(m, vma, start, end)
     vma.flags = newflags
     return vma
 

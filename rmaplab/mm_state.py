@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .eras import ERAS, Era, EraRules, is_era, rules_for
 from .errors import SysError
 from .mm_types import MM, VMA, Task
 from .page_alloc import FrameTable
@@ -56,6 +57,9 @@ class Config:
     VM_LOCK_RMAP flag of Rik van Riel's anon_vma_chain patch (January 2010),
     removed before it was merged. unuse: swapoff's try_to_unuse, "2004" (Hugh
     Dickins' mmlist rework, October 2004) or "2019" (commit b56a2d8af914).
+    era: "today" (every scheme on 6.18's VMA, COW and reclaim rules, the
+    default) or "historical" (each scheme on its own kernel tree's rules:
+    rmaplab.eras, docs/eras.md).
     volatile_noswap: discard volatile pages with no swap, the stated aim of
     Minchan Kim's volatile ranges RFC v3. check: run the invariant checker
     after every op.
@@ -67,18 +71,23 @@ class Config:
     unuse: Unuse
     volatile_noswap: bool
     check: bool
+    era: Era
 
     def __init__(self, *, scheme: SchemeName | VariantName | str = "modern",
                  frames: int = DEFAULT_FRAMES, vm_lock_rmap: bool = False,
                  unuse: Unuse | str = "2019", volatile_noswap: bool = False,
-                 check: bool = False) -> None:
-        """Keywords only. Raises ValueError naming the choices for a scheme or
-        unuse that is not one (strings from a command line are checked here)."""
+                 check: bool = False, era: Era | str = "today") -> None:
+        """Keywords only. Raises ValueError naming the choices for a scheme,
+        unuse or era that is not one (strings from a command line are checked
+        here)."""
         if not (is_scheme(scheme) or is_variant(scheme)):
             raise ValueError(f"unknown rmap scheme {scheme!r}; choose one of {', '.join(SCHEMES)} "
                              f"(or a variant buggy on purpose: {', '.join(VARIANTS)})")
         if not is_unuse(unuse):
             raise ValueError(f"unknown try_to_unuse {unuse!r}; choose one of {', '.join(UNUSES)}")
+        if not is_era(era):
+            raise ValueError(f"unknown era {era!r}; choose one of {', '.join(ERAS)}")
+        self.era = era
         self.scheme = scheme
         self.frames = frames
         self.vm_lock_rmap = vm_lock_rmap
@@ -140,8 +149,9 @@ class MMState:
     the names used), kthreads, swap (the SwapArea, or None), mmlist, kills
     (OOM victims of the op running now), lru_clock (the LRU's age
     sequence), pinned (frames a fault holds while it reclaims), the serial
-    numbers of VMAs, mms and pids, rmap (the scheme instance), and
-    surgery_hook (called at each step of VMA surgery, or None).
+    numbers of VMAs, mms and pids, rmap (the scheme instance), rules (the
+    era's eras.EraRules, which the mm modules consult) and surgery_hook
+    (called at each step of VMA surgery, or None).
     """
 
     def __init__(self, config: Config, scheme: type[RmapScheme]) -> None:
@@ -152,6 +162,7 @@ class MMState:
         if config.frames < 1:
             raise ValueError("frames must be at least 1")
         self.config = config
+        self.rules: EraRules = rules_for(config.scheme, config.era)
         self.frames = FrameTable(config.frames)
         self.slab = Slab()
         self.walks = WalkStats()

@@ -11,7 +11,10 @@ concurrency model can interleave rmap walks at their boundaries.
 Merge compatibility is decided on scheme-independent facts kept on every
 VMA (``lineage``: the anon_vma a 6.18 kernel would give the VMA, as an
 identity token; ``forked``: its anon_vma_chain is not singular because it
-came from a parent), so every rmap scheme sees the same VMAs.
+came from a parent), so every rmap scheme sees the same VMAs. In era mode
+the state's rules (eras.EraRules) say which is_mergeable_anon_vma the
+scheme's own kernel had, and whether it compared the scheme's anon_vma
+(2.6.9's, one per fork family) instead (docs/eras.md).
 
 Invariants: VMAs of an mm never overlap and are sorted by start; vma.pt
 has one entry per page of the VMA; a VMA with pages has a lineage.
@@ -145,36 +148,60 @@ def had_uncowed_parents(vma: VMA | None) -> bool:
     return vma is not None and vma.lineage is not None and vma.forked
 
 
-def is_mergeable_anon_vma(src_lineage, src: VMA | None, tgt: VMA) -> bool:
-    """is_mergeable_anon_vma (mm/vma.c): may src's pages join tgt's anon_vma?"""
-    tgt_l = tgt.lineage
-    if tgt_l is None and src_lineage is not None:
-        return not had_uncowed_parents(src)
-    if tgt_l is not None and src_lineage is None:
-        return not had_uncowed_parents(tgt)
-    return src_lineage is tgt_l
+def anon_id(m: MMState, vma: VMA):
+    """The anon_vma identity merges compare: the lineage, or in an era whose
+    kernel compared the scheme's own anon_vma (2.6.9), that."""
+    return vma.anon_vma if m.rules.merge_by_anon_vma else vma.lineage
+
+
+def is_mergeable_anon_vma(m: MMState, src_id, src: VMA | None, tgt: VMA) -> bool:
+    """is_mergeable_anon_vma (mm/vma.c): may src's pages join tgt's anon_vma?
+
+    src_id is the range's anon_vma identity (anon_id). The era's rule:
+    6.18's (one side without an anon_vma only when the other's chain is
+    singular), 2.6.9's and 2.6.34's (either side without one, or the same),
+    or none (the kernels before anon_vma).
+    """
+    rule = m.rules.merge
+    tgt_l = anon_id(m, tgt)
+    if rule == "singular":
+        if tgt_l is None and src_id is not None:
+            return not had_uncowed_parents(src)
+        if tgt_l is not None and src_id is None:
+            return not had_uncowed_parents(tgt)
+        return src_id is tgt_l
+    if rule == "either":
+        return src_id is None or tgt_l is None or src_id is tgt_l
+    return True
 
 
 def same_flags(a: int, b: int) -> bool:
     return a == b
 
 
-def can_merge_after(prev: VMA, flags: int, pgoff: int, src_lineage, src: VMA | None) -> bool:
-    """can_vma_merge_after: the range may be appended to prev."""
-    return (same_flags(prev.flags, flags) and is_mergeable_anon_vma(src_lineage, src, prev)
-            and prev.pgoff + (prev.end - prev.start) == pgoff)
+def can_merge_after(m: MMState, prev: VMA, flags: int, pgoff: int, src_id,
+                    src: VMA | None) -> bool:
+    """can_vma_merge_after: the range may be appended to prev (at a linear
+    offset, except in the kernels before anon_vma: merge rule "none")."""
+    return (same_flags(prev.flags, flags) and is_mergeable_anon_vma(m, src_id, src, prev)
+            and (prev.pgoff + (prev.end - prev.start) == pgoff or m.rules.merge == "none"))
 
 
-def can_merge_before(nxt: VMA, flags: int, pgoff: int, npages: int, src_lineage,
+def can_merge_before(m: MMState, nxt: VMA, flags: int, pgoff: int, npages: int, src_id,
                      src: VMA | None) -> bool:
-    """can_vma_merge_before: the range may be prepended to next."""
-    return (same_flags(nxt.flags, flags) and is_mergeable_anon_vma(src_lineage, src, nxt)
-            and nxt.pgoff == pgoff + npages)
+    """can_vma_merge_before: the range may be prepended to next (at a linear
+    offset, except in the kernels before anon_vma)."""
+    return (same_flags(nxt.flags, flags) and is_mergeable_anon_vma(m, src_id, src, nxt)
+            and (nxt.pgoff == pgoff + npages or m.rules.merge == "none"))
 
 
-def prev_next_compatible(prev: VMA, nxt: VMA) -> bool:
-    """can_vma_merge_right's extra test when merging both sides."""
-    return prev.lineage is None or nxt.lineage is None or prev.lineage is nxt.lineage
+def prev_next_compatible(m: MMState, prev: VMA, nxt: VMA) -> bool:
+    """can_vma_merge_right's extra test when merging both sides (vma_merge's
+    is_mergeable_anon_vma(prev, next) before 2011; none before anon_vma)."""
+    if m.rules.merge == "none":
+        return True
+    p, n = anon_id(m, prev), anon_id(m, nxt)
+    return p is None or n is None or p is n
 
 
 # -- split --------------------------------------------------------------------------
@@ -243,6 +270,13 @@ def vma_modify_flags(m: MMState, prev: VMA | None, vma: VMA, start: int, end: in
     merged = vma_merge_existing_range(m, prev, vma, start, end, newflags)
     if merged is not None:
         return merged
+    return split_range(m, vma, start, end)
+
+
+def split_range(m: MMState, vma: VMA, start: int, end: int) -> VMA:
+    """Split vma so that one VMA covers exactly [start, end) of it, and return
+    that VMA (the split half of vma_modify; all that 2.6.9's mlock_fixup did).
+    Raises NoMem; a split already done stays done."""
     if vma.start < start:
         split_vma(m, vma, start, True)
     if vma.end > end:
@@ -270,12 +304,12 @@ def vma_merge_existing_range(m: MMState, prev: VMA | None, mid: VMA, start: int,
         nxt = None
     pgoff = mid.pgoff + (start - mid.start)
     npages = end - start
-    src_l = mid.lineage
+    src_l = anon_id(m, mid)
     merge_left = (left_side and prev is not None
-                  and can_merge_after(prev, flags, pgoff, src_l, mid))
+                  and can_merge_after(m, prev, flags, pgoff, src_l, mid))
     merge_right = (right_side and nxt is not None
-                   and can_merge_before(nxt, flags, pgoff, npages, src_l, mid)
-                   and (prev is None or not merge_left or prev_next_compatible(prev, nxt)))
+                   and can_merge_before(m, nxt, flags, pgoff, npages, src_l, mid)
+                   and (prev is None or not merge_left or prev_next_compatible(m, prev, nxt)))
     if not merge_left and not merge_right:
         return None
     remove_mid = left_side and right_side
@@ -342,7 +376,8 @@ def vma_merge_new_range(m: MMState, mm: MM, start: int, end: int, flags: int, pg
     """vma_merge_new_range: place [start, end) into a neighbour if compatible.
 
     copied_from is the VMA mremap is moving (copy_vma), whose anon_vma the
-    target must then carry (dup_anon_vma). The new range's PTEs are empty;
+    target must then carry (dup_anon_vma); src_lineage, without it, the
+    range's anon_vma identity (anon_id). The new range's PTEs are empty;
     the caller fills them. Returns the target VMA or None.
     """
     if flags & VM_SPECIAL:
@@ -354,13 +389,14 @@ def vma_merge_new_range(m: MMState, mm: MM, start: int, end: int, flags: int, pg
         nxt = None
     if prev is None and nxt is None:
         return None
-    src_l = copied_from.lineage if copied_from is not None else src_lineage
+    src_l = anon_id(m, copied_from) if copied_from is not None else src_lineage
     npages = end - start
     # The VMA mremap copies is the source of the anon_vma question too: a
     # fork child's may not pass to an unfaulted neighbour (6.18's copied_from).
-    left = prev is not None and can_merge_after(prev, flags, pgoff, src_l, copied_from)
-    right = (nxt is not None and can_merge_before(nxt, flags, pgoff, npages, src_l, copied_from)
-             and (prev is None or not left or prev_next_compatible(prev, nxt)))
+    left = prev is not None and can_merge_after(m, prev, flags, pgoff, src_l, copied_from)
+    right = (nxt is not None
+             and can_merge_before(m, nxt, flags, pgoff, npages, src_l, copied_from)
+             and (prev is None or not left or prev_next_compatible(m, prev, nxt)))
     if not left and not right:
         return None
     if left:

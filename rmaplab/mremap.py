@@ -31,7 +31,7 @@ from .errors import NoMem, SysError
 from .memory import early_cow
 from .mlock import mm_populate
 from .mm_types import MM, PTE_PRESENT, PTE_SHIFT, VM_LOCKED, VMA
-from .mmap import do_vmi_munmap, vm_area_dup, vm_area_free, vma_merge_new_range
+from .mmap import anon_id, do_vmi_munmap, vm_area_dup, vm_area_free, vma_merge_new_range
 from .vmscan import try_to_free_pages
 
 if TYPE_CHECKING:
@@ -77,7 +77,7 @@ def grow_in_place(m: MMState, vma: VMA, new_end: int) -> None:
     """vma_merge_extend: vma (and maybe its next neighbour) take [end, new_end)."""
     old_end = vma.end
     target = vma_merge_new_range(m, vma.mm, old_end, new_end, vma.flags,
-                                 vma.pgoff + (old_end - vma.start), src_lineage=vma.lineage)
+                                 vma.pgoff + (old_end - vma.start), src_lineage=anon_id(m, vma))
     if target is None:
         raise SysError("ENOMEM")
     if target.flags & VM_LOCKED:

@@ -166,8 +166,9 @@ def run_op(m: Machine, op: Op) -> tuple[dict[str, Any], dict[str, Any] | None]:
 
 def replay(ops: Iterable[Op], *, scheme: str = "modern", check: bool = False,
            frames: int | None = None, machine: Machine | None = None,
-           max_memory: int | None = None) -> ReplayOutput:
-    """Run a validated trace on a new machine (or the one given).
+           max_memory: int | None = None, era: str = "today") -> ReplayOutput:
+    """Run a validated trace on a new machine (or the one given); era as
+    Config's (docs/eras.md).
 
     Before anything runs, the host memory the trace needs is estimated
     (rmaplab.budget, every output kept in memory as this returns them) and
@@ -176,7 +177,7 @@ def replay(ops: Iterable[Op], *, scheme: str = "modern", check: bool = False,
     ops = ops if isinstance(ops, Sequence) else list(ops)
     check_trace(ops, max_memory=max_memory, keep_outputs=True)
     if machine is None:
-        cfg = Config(scheme=scheme, check=check)
+        cfg = Config(scheme=scheme, check=check, era=era)
         if frames is not None:
             cfg.frames = frames
         machine = Machine(cfg)

@@ -30,6 +30,7 @@ from .cliutil import (
     CliError,
     Files,
     Output,
+    era_option,
     guard,
     max_memory_option,
     quiet_options,
@@ -93,11 +94,12 @@ def _dump(obj: Mapping[str, object]) -> str:
                    f"{', '.join(KINDS)}) in the run fails, as kmem_cache_alloc returning "
                    "NULL (the op that makes it gets ENOMEM or unwinds).")
 @max_memory_option("the replay")
+@era_option
 @quiet_options
 def replay_cmd(trace: str, scheme: str, results_path: str, snapshots_path: str,
                stats_path: str | None, check: bool, frames: int,
-               fail_alloc: tuple[str, int] | None, max_memory: int | None, quiet: bool,
-               no_progress: bool) -> None:
+               fail_alloc: tuple[str, int] | None, max_memory: int | None, era: str,
+               quiet: bool, no_progress: bool) -> None:
     """Replay TRACE ('-': stdin) on the model (docs/trace-format.md, version 1)."""
 
     def body() -> int:
@@ -113,7 +115,7 @@ def replay_cmd(trace: str, scheme: str, results_path: str, snapshots_path: str,
             check_trace(ops, max_memory=max_memory, scheme=scheme)
         except OverBudget as e:
             raise CliError(f"{'stdin' if trace == STDIO else trace}: {e}") from None
-        m = Machine(Config(scheme=scheme, frames=frames, check=check))
+        m = Machine(Config(scheme=scheme, frames=frames, check=check, era=era))
         if fail_alloc is not None:
             m.slab.fail_kinds = frozenset({fail_alloc[0]})
             m.slab.fail_at = fail_alloc[1]

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .eras import ERAS, is_era
 from .machine import Config, Machine
 from .mm_types import PTE_PRESENT, PTE_SHIFT, VMA
 from .replay import run_op
@@ -166,10 +167,11 @@ class ShowInputError(ValueError):
 
 
 def picture(trace: str | Path | list, *, at: int, scheme: str = "modern",
-            pages: int = 6) -> RmapGraph:
+            pages: int = 6, era: str = "today") -> RmapGraph:
     """The picture of trace (a path, or parsed ops) after its op on line
-    `at`, under scheme: an RmapGraph (to_dot(); shown in Jupyter as SVG).
-    Raises TraceError (bad trace) and ShowInputError (bad line or scheme)."""
+    `at`, under scheme (in era: docs/eras.md): an RmapGraph (to_dot(); shown
+    in Jupyter as SVG). Raises TraceError (bad trace) and ShowInputError
+    (bad line, scheme or era)."""
     ops = load_trace(trace) if isinstance(trace, (str, Path)) else list(trace)
     last = _last_line(trace) if isinstance(trace, (str, Path)) else max((o.line for o in ops),
                                                                         default=0)
@@ -178,7 +180,9 @@ def picture(trace: str | Path | list, *, at: int, scheme: str = "modern",
     if scheme not in SCHEMES and scheme not in VARIANTS:
         raise ShowInputError(f"--scheme {scheme!r}: choose one of {', '.join(SCHEMES)} "
                              f"(or a variant buggy on purpose: {', '.join(VARIANTS)})")
-    m = Machine(Config(scheme=scheme))
+    if not is_era(era):
+        raise ShowInputError(f"--era {era!r}: choose one of {', '.join(ERAS)}")
+    m = Machine(Config(scheme=scheme, era=era))
     done = None
     for op in ops:
         if op.line > at:
@@ -187,18 +191,19 @@ def picture(trace: str | Path | list, *, at: int, scheme: str = "modern",
         done = op
     what = f"line {at}" + (f" (after {done.op} on line {done.line})" if done else " (no op yet)")
     name = Path(trace).name if isinstance(trace, (str, Path)) else "trace"
-    return machine_graph(m, title=f"{name} at {what}, scheme {scheme}", pages=pages)
+    title = f"{name} at {what}, scheme {scheme}" + (f", era {era}" if era != "today" else "")
+    return machine_graph(m, title=title, pages=pages)
 
 
 def show(trace: str | Path | list, *, at: int, scheme: str = "modern", fmt: str = "dot",
-         pages: int = 6) -> bytes:
+         pages: int = 6, era: str = "today") -> bytes:
     """The picture of trace after its op on line `at`, under scheme: dot
     text, or svg/png bytes rendered by Graphviz. Raises TraceError (bad
     trace), ShowInputError (bad line, scheme or format), FileNotFoundError
     (no dot, for svg/png)."""
     if fmt not in FORMATS:
         raise ShowInputError(f"format {fmt!r}: choose one of {', '.join(FORMATS)}")
-    text = picture(trace, at=at, scheme=scheme, pages=pages).to_dot()
+    text = picture(trace, at=at, scheme=scheme, pages=pages, era=era).to_dot()
     return text.encode() if fmt == "dot" else render(text, fmt)
 
 

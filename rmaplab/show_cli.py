@@ -20,6 +20,7 @@ from .cliutil import (
     STDIO,
     CliError,
     Files,
+    era_option,
     guard,
     quiet_options,
     read_trace_arg,
@@ -39,9 +40,10 @@ from .show import FORMATS, ShowInputError, render, show
               help="Output file (default: TRACE-LINE-SCHEME.FORMAT here; '-': stdout).")
 @click.option("--pages", type=click.IntRange(0, 64), default=6, show_default=True,
               help="How many pages to draw with their PTEs and walks.")
+@era_option
 @quiet_options
 def show_cmd(trace: str, at: int, scheme: str, fmt: str, output: str | None,
-             pages: int, quiet: bool, no_progress: bool) -> None:
+             pages: int, era: str, quiet: bool, no_progress: bool) -> None:
     """Draw the rmap structures of TRACE ('-': stdin) at line LINE with Graphviz.
 
     Exit status: 0 drawn, 2 bad input (named), 3 Graphviz's dot is missing
@@ -57,7 +59,7 @@ def show_cmd(trace: str, at: int, scheme: str, fmt: str, output: str | None,
         # show() reads a file itself (its name goes in the picture's title)
         source: str | list = read_trace_arg(trace) if trace == STDIO else trace
         try:
-            data = show(source, at=at, scheme=scheme, fmt="dot", pages=pages)
+            data = show(source, at=at, scheme=scheme, fmt="dot", pages=pages, era=era)
         except ShowInputError as e:
             raise CliError(str(e)) from None
         code = 0

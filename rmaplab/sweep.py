@@ -422,7 +422,7 @@ def _check_memory(spec: SweepSpec, max_memory: int | None, scheduler: Any,
 
 
 def _params_key(rec: dict[str, Any], spec: SweepSpec) -> str:
-    return Point(spec.experiment.name, rec["scheme"], {k: rec.get(k) for k in spec.grid},
+    return Point(spec.experiment.name, rec["scheme"], {k: rec.get(k) for k in spec.point_keys()},
                  0).params_key
 
 

@@ -34,10 +34,11 @@ from .cliutil import (
     say,
     status_for,
 )
+from .eras import ERAS
 from .report import check_outputs, write_report
 from .store import Store, StoreError, db_error
 from .sweep import INLINE, Interrupted, SweepOptionError, SweepUnavailable, run_sweep
-from .sweep_spec import SpecError, load_spec
+from .sweep_spec import SpecError, load_spec, with_era
 
 EXIT_FAILED = 1
 
@@ -93,11 +94,15 @@ def _guard(cmd: str, body: Callable[[], int], db: Path) -> None:
               help="Let SPEC name an experiment as 'package.module:ATTR': that module is "
                    "imported and runs (trusted code only).")
 @max_memory_option("one point (over the local workers)")
+@click.option("--era", type=click.Choice(ERAS), default=None,
+              help="today or historical instead of the spec's era (docs/eras.md; a "
+                   "different sweep: its own points).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
 @quiet_options
 def sweep_cmd(spec: Path, db: Path, scheduler: str | None, workers: int | None,
               retry_failed: bool, schemes: tuple[str, ...] | None, allow_import: bool,
-              max_memory: int | None, as_json: bool, quiet: bool, no_progress: bool) -> None:
+              max_memory: int | None, era: str | None, as_json: bool, quiet: bool,
+              no_progress: bool) -> None:
     """Run the grid of SPEC (a TOML file: docs/sweeps.md) on Dask into --db."""
     if scheduler is not None and scheduler != INLINE and "://" not in scheduler:
         click.echo(f"rmaplab sweep: --scheduler {scheduler!r}: expected an address like "
@@ -113,6 +118,8 @@ def sweep_cmd(spec: Path, db: Path, scheduler: str | None, workers: int | None,
         s = load_spec(spec, allow_import=allow_import)
         if schemes:
             s = dataclasses.replace(s, schemes=list(schemes))
+        if era is not None:
+            s = with_era(s, era)
         res = run_sweep(s, db, scheduler=scheduler, workers=workers, retry_failed=retry_failed,
                         progress=not (quiet or no_progress), console=console,
                         max_memory=max_memory)

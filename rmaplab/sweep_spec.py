@@ -20,6 +20,7 @@ the results store (store.py) writes once.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib
 import itertools
@@ -32,10 +33,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .eras import ERAS, is_era
 from .experiments import Experiment, experiments
 from .rmap import SCHEMES, VARIANTS
 
-TOP_KEYS = ("experiment", "schemes", "repeats", "params", "description")
+TOP_KEYS = ("experiment", "schemes", "repeats", "params", "description", "era")
 MAX_POINTS = 1_000_000
 #: Arrays and inline tables nested deeper than this are refused before
 #: tomllib sees them (it recurses once per level); a spec needs one.
@@ -118,10 +120,18 @@ class SweepSpec:
     path: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
     allow_import: bool = False  # experiment_ref is a module:ATTR the user trusts
+    era: str = "today"  # docs/eras.md; a point carries "era" only when it is not today
 
     def normalized(self) -> dict[str, Any]:
-        return {"experiment": self.experiment_ref, "schemes": list(self.schemes),
-                "params": {k: list(v) for k, v in self.grid.items()}, "repeats": self.repeats}
+        out: dict[str, Any] = {"experiment": self.experiment_ref, "schemes": list(self.schemes),
+               "params": {k: list(v) for k, v in self.grid.items()}, "repeats": self.repeats}
+        if self.era != "today":
+            out["era"] = self.era
+        return out
+
+    def point_keys(self) -> list[str]:
+        """The keys of a point's params: the grid's, and "era" in era mode."""
+        return [*self.grid, "era"] if self.era != "today" else list(self.grid)
 
     @property
     def hash(self) -> str:
@@ -134,6 +144,8 @@ class SweepSpec:
         keys = list(self.grid)
         combos = [dict(zip(keys, vals))
                   for vals in itertools.product(*(self.grid[k] for k in keys))]
+        if self.era != "today":
+            combos = [{**c, "era": self.era} for c in combos]
         return [Point(self.experiment.name, s, p, r)
                 for r in range(self.repeats) for s in self.schemes for p in combos]
 
@@ -204,6 +216,13 @@ def parse_spec(data: Mapping[str, Any], *, source: str = "", text: str = "",
     if not isinstance(desc, str):
         raise SpecError("description", f"{desc!r} is not a string", source)
 
+    era = data.get("era", "today")
+    if not is_era(era):
+        raise SpecError("era", f"{era!r}: choose one of {', '.join(ERAS)}", source)
+    if era != "today" and not exp.era_mode:
+        raise SpecError("era", f"{exp.name} does not run in era mode; it runs on today's "
+                        "rules only", source)
+
     params = data.get("params", {})
     if not isinstance(params, Mapping):
         raise SpecError("params", "expected a table: [params] name = [values]", source)
@@ -231,7 +250,16 @@ def parse_spec(data: Mapping[str, Any], *, source: str = "", text: str = "",
             raise SpecError("params", why, source)
     return SweepSpec(experiment_ref=ref, experiment=exp, schemes=schemes, grid=grid,
                      repeats=repeats, description=desc, source=text, path=source,
-                     allow_import=allow_import and ref not in experiments())
+                     allow_import=allow_import and ref not in experiments(), era=era)
+
+
+def with_era(spec: SweepSpec, era: str) -> SweepSpec:
+    """spec run in era instead (the command line's --era): a different sweep,
+    its own points. SpecError if the experiment has no era mode."""
+    if era != "today" and not spec.experiment.era_mode:
+        raise SpecError("era", f"{spec.experiment.name} does not run in era mode; it runs "
+                        "on today's rules only", spec.path)
+    return dataclasses.replace(spec, era=era)
 
 
 def _too_deep(text: str) -> tuple[int, str] | None:

@@ -89,8 +89,10 @@ def _activate_locked(m: MMState, frame: int) -> None:
     active list, and, being no candidate for swapping now, gives its swap
     slot back when swap is more than half full (folio_free_swap: only if no
     swap PTE names the slot). 6.18 frees it for an mlocked page too; the
-    model never gets here with one (cull_mlocked passes them over)."""
-    if m.frames.flags[frame] & PG_SWAPCACHE and m.swap is not None and m.swap.full():
+    model never gets here with one (cull_mlocked passes them over). Kernels
+    before 2.6.28 kept the slot (the era's rules.activate_frees_swap)."""
+    if (m.frames.flags[frame] & PG_SWAPCACHE and m.swap is not None
+            and m.rules.activate_frees_swap and m.swap.full()):
         folio_free_swap(m, frame)
     _touch(m, frame, True)
 
@@ -293,9 +295,11 @@ def try_to_free_pages(m: MMState, pages: int) -> int:
     reclaim before the OOM killer). Two passes: the second sees the pages the
     first found referenced (their young bits are clear by then)."""
     freed = 0
-    # looking for mlocked pages costs a walk per page: only when some VMA is locked
-    any_locked = any(v.flags & VM_LOCKED for t in m.tasks.values() if t.mm is not None
-                     for v in t.mm.vmas)
+    # looking for mlocked pages costs a walk per page: only when some VMA is
+    # locked, and only in kernels with the unevictable list (2.6.28 on);
+    # before it, reclaim met them and try_to_unmap failed on VM_LOCKED
+    any_locked = m.rules.cull_mlocked and any(
+        v.flags & VM_LOCKED for t in m.tasks.values() if t.mm is not None for v in t.mm.vmas)
     any_vol = any_volatile(m)
     ft = m.frames
 

@@ -1,9 +1,11 @@
 # SPDX-License-Identifier: GPL-2.0-only
 """Which locks each rmap scheme's kernel takes, and how.
 
-One LockProfile per scheme, taken from the kernel the scheme stands for:
+One LockProfile per scheme, taken from the kernel tree the scheme stands
+for; the trees are rmaplab.eras' table (docs/eras.md), which era mode and
+the docs read too:
 
-  pte_chain       2.5.6x (Rik van Riel's pte-based rmap): the walk holds
+  pte_chain       2.5.27 (Rik van Riel's pte-based rmap): the walk holds
                   the page's pte_chain lock (a bit spinlock); page_referenced
                   takes nothing more;
                   try_to_unmap trylocks each mm's page_table_lock, because
@@ -11,21 +13,21 @@ One LockProfile per scheme, taken from the kernel the scheme stands for:
                   SWAP_AGAIN for a PTE whose lock it did not get. Fork adds
                   each copied PTE to its page's chain, exit and COW remove
                   one (a search of the chain); fork and exit take mmlist_lock.
-  anonmm          2.6.6 with Hugh Dickins' anonmm (April 2004): the walk
+  anonmm          2.6.6-rc3-mm2 (Hugh Dickins' anonmm, April 2004): the walk
                   holds the family head's lock and visits every mm,
                   trylocking its page_table_lock in both page_referenced_one
                   and try_to_unmap_one (a failure is counted and the walk
                   goes on). dup_rmap and exit_rmap take the head's lock;
                   fork and exit take mmlist_lock (Hugh Dickins' "lighten
                   mmlist_lock" of September 2004 had not yet lightened it).
-  anon_vma        Andrea Arcangeli's single anon_vma per fork family as it
-                  stood in 2.6.32, the kernel anon_vma_chain patched: a
-                  spinlock per anon_vma, held across the whole walk; the
-                  page table lock is taken (not tried) per PTE;
-                  anon_vma_link at fork and anon_vma_unlink at exit take it.
-                  (2.6.7 still trylocked the page table lock in both walks.)
-                  mmlist_lock only for mms with swap entries (since "lighten
-                  mmlist_lock").
+  anon_vma        2.6.9 (Andrea Arcangeli's single anon_vma per fork
+                  family; the same locking stood until 2.6.33, the kernel
+                  anon_vma_chain patched): a spinlock per anon_vma, held
+                  across the whole walk; the page table lock is taken (not
+                  tried) per PTE; anon_vma_link at fork and anon_vma_unlink
+                  at exit take it. (2.6.7 still trylocked the page table
+                  lock in both walks.) mmlist_lock only for mms with swap
+                  entries (since "lighten mmlist_lock").
   anon_vma_chain  2.6.34 (Rik van Riel's anon_vma_chain as merged): a
                   spinlock per anon_vma; a walk locks the page's anon_vma; fork locks each anon_vma
                   it links a chain entry to (anon_vma_chain_link), exit each
@@ -53,6 +55,8 @@ table's.
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from ..eras import tree
 
 #: lock classes, as the statistics name them
 ANON = "anon_vma"  # the anon_vma lock / rwsem, or anonmm's head lock
@@ -84,16 +88,16 @@ class LockProfile:
 
 PROFILES: dict[str, LockProfile] = {
     p.scheme: p for p in (
-        LockProfile(scheme="pte_chain", kernel="2.5.6x", walk_lock="page",
+        LockProfile(scheme="pte_chain", kernel=tree("pte_chain").kernel, walk_lock="page",
                     mmlist_always=True, chains=True),
-        LockProfile(scheme="anonmm", kernel="2.6.6 + anonmm", walk_lock="anon",
+        LockProfile(scheme="anonmm", kernel=tree("anonmm").kernel, walk_lock="anon",
                     mmlist_always=True, links="mm"),
-        LockProfile(scheme="anon_vma", kernel="2.6.32", walk_lock="anon",
+        LockProfile(scheme="anon_vma", kernel=tree("anon_vma").kernel, walk_lock="anon",
                     links="vma"),
-        LockProfile(scheme="anon_vma_chain", kernel="2.6.34", walk_lock="anon",
+        LockProfile(scheme="anon_vma_chain", kernel=tree("anon_vma_chain").kernel, walk_lock="anon",
                     links="avcs"),
-        LockProfile(scheme="modern", kernel="6.18", walk_lock="anon", anon_rwsem=True,
-                    links="avcs"),
+        LockProfile(scheme="modern", kernel=tree("modern").kernel, walk_lock="anon",
+                    anon_rwsem=True, links="avcs"),
     )
 }
 

@@ -33,7 +33,7 @@ How each scheme's kernel takes the page table lock in these walks:
              the walk goes on to the end of the list (``failed`` only keeps
              the end-of-list warning quiet). A miss in try_to_unmap_one
              leaves the PTE and the page mapped: SWAP_AGAIN.
-  others     anon_vma (2.6.32 here), anon_vma_chain (2.6.34), modern (6.18)
+  others     anon_vma (2.6.9), anon_vma_chain (2.6.34), modern (6.18)
              take the anon_vma lock, then each PTE's lock with spin_lock
              (page_check_address, page_vma_mapped_walk): they wait for it and
              never return SWAP_AGAIN for a lock.

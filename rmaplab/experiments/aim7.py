@@ -18,12 +18,12 @@ import numpy as np
 from ..consts import MAX_PAGES, WINDOW_START
 from ..machine import Config, Machine
 from ..rmap.core import page_referenced_batch
-from .base import Claim, Experiment, Plot, forked_footprint, within_budget
+from .base import Claim, Experiment, Plot, era_of, forked_footprint, within_budget
 
 
 def run(scheme: str, p: dict) -> dict:
     procs, pages, cow = int(p["procs"]), int(p["pages"]), float(p["cow"])
-    m = Machine(Config(scheme=scheme))
+    m = Machine(Config(scheme=scheme, era=era_of(p)))
     m.spawn("parent")
     m.mmap("parent", WINDOW_START, pages, "rw")
     m.write("parent", WINDOW_START, pages, 1)
@@ -81,6 +81,7 @@ def _judge(records: list[dict]) -> bool | None:
 
 EXPERIMENT = Experiment(
     name="aim7",
+    era_mode=True,
     param_help={
         "procs": "children forked, all alive at the walk",
         "pages": "pages the parent maps and writes before forking",

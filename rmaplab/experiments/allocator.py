@@ -23,7 +23,7 @@ from ..consts import PAGE_SIZE, WINDOW_START
 from ..machine import Config, Machine
 from ..mm_types import PTE_PRESENT
 from ..uapi import is_advice
-from .base import Claim, Experiment, Plot, within_budget
+from .base import Claim, Experiment, Plot, era_of, within_budget
 
 SPAN = 16
 PRESSURE = {"none": 0.0, "low": 0.25, "high": 0.6}
@@ -35,7 +35,7 @@ def run(scheme: str, p: dict) -> dict:
     assert is_advice(advice)
     arena_pages = spans * SPAN
     total = arenas * arena_pages
-    m = Machine(Config(scheme=scheme, frames=total + total // 2))
+    m = Machine(Config(scheme=scheme, frames=total + total // 2, era=era_of(p)))
     m.swapon(2 * total)
     c = m.counters
     names = [f"arena{i}" for i in range(arenas)]
@@ -123,6 +123,7 @@ def _vrange_judge(records: list[dict]) -> bool | None:
 
 EXPERIMENT = Experiment(
     name="allocator",
+    era_mode=True,
     param_help={
         "advice": "how freed spans go back: dontneed (now), volatile (VMA flag), free (lazily)",
         "pressure": "memory a competitor touches between rounds: none, low, high",

@@ -88,6 +88,9 @@ class Experiment:
     param_help: dict[str, str] = field(default_factory=dict)
     # The counts a point's host memory grows with (rmaplab.budget), if known.
     footprint: Callable[[dict], Footprint] | None = None
+    # run builds its machine with the point's era (era_of), so it can run
+    # with --era historical (docs/eras.md); a point carries "era" only then
+    era_mode: bool = False
 
     def problem(self, p: dict) -> str | None:
         """What is wrong with the parameters of one point, or None."""
@@ -136,3 +139,8 @@ def forked_footprint(pages: int, procs: int, cow: float) -> Footprint:
     mappings = pages * (1 + procs)
     return Footprint(pte_slots=mappings, mapped=mappings,
                      frames=int(pages * (1 + procs * cow)))
+
+
+def era_of(p: dict) -> str:
+    """The era a point runs in: "today" unless the run asked for another."""
+    return str(p.get("era", "today"))

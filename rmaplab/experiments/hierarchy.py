@@ -15,12 +15,12 @@ from __future__ import annotations
 
 from ..consts import PAGE_SIZE, WINDOW_START
 from ..machine import Config, Machine
-from .base import Claim, Experiment, Plot
+from .base import Claim, Experiment, Plot, era_of
 
 
 def run(scheme: str, p: dict) -> dict:
     gens, nvmas = int(p["generations"]), int(p["vmas"])
-    m = Machine(Config(scheme=scheme))
+    m = Machine(Config(scheme=scheme, era=era_of(p)))
     m.spawn("g0")
     for k in range(nvmas):
         addr = WINDOW_START + k * 8 * PAGE_SIZE  # a gap between them: no merging
@@ -76,6 +76,7 @@ def _judge(records: list[dict]) -> bool | None:
 
 EXPERIMENT = Experiment(
     name="hierarchy",
+    era_mode=True,
     param_help={
         "generations": "fork generations (the child forks on, the parent exits)",
         "vmas": "VMAs of 4 pages the first process maps",

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..consts import PAGE_SIZE, WINDOW_START
 from ..machine import Config, Machine
-from .base import Claim, Experiment, Plot, within_budget
+from .base import Claim, Experiment, Plot, era_of, within_budget
 
 # (anon_vma_chain, vm_area_struct) bytes on x86_64 for the schemes that have
 # avcs: 6.18's slab object sizes here, and 2.6.33's structs (docs/struct-sizes.md)
@@ -59,7 +59,7 @@ def _image(m: Machine, task: str, libs: int, rw: list[int]) -> None:
 def run(scheme: str, p: dict) -> dict:
     jobs, units = int(p["jobs"]), int(p["units"])
     lib, heap = int(p["libs"]), int(p["heap_pages"])
-    m = Machine(Config(scheme=scheme))
+    m = Machine(Config(scheme=scheme, era=era_of(p)))
     m.spawn("make")
     _image(m, "make", lib, [8, 8, 16, 4])
     serial = 0
@@ -155,6 +155,7 @@ def _single(records: list[dict]) -> str:
 
 EXPERIMENT = Experiment(
     name="kbuild",
+    era_mode=True,
     param_help={
         "jobs": "compile jobs make keeps running",
         "units": "compile units built in all",

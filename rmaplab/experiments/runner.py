@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 from rich.console import Console
 from rich.markup import escape
 
+from ..eras import ERAS, is_era
 from ..optional import require_pandas
 from ..progress import progress_bar
 from ..references import cite
@@ -148,17 +149,24 @@ def _schemes(exp: Experiment, schemes: Sequence[str] | str | None) -> list[str]:
 def run_experiment(exp: Experiment | str, *, schemes: Sequence[str] | str | None = None,
                    params: Sequence[str] | Mapping[str, object] = (), progress: bool = True,
                    console: Console | None = None,
-                   max_memory: int | None = None) -> ExperimentResult:
+                   max_memory: int | None = None, era: str = "today") -> ExperimentResult:
     """Run every point of the grid; return one record per point.
 
     `exp` is an Experiment or a registered name ("aim7"); `schemes` a list of
     names, "all", or None for the experiment's own; `params` a mapping of
-    Python values or the CLI's "NAME=V1,V2" strings (see parse_params).
+    Python values or the CLI's "NAME=V1,V2" strings (see parse_params);
+    `era` "today" or "historical" (docs/eras.md: each point then runs on its
+    scheme's own kernel rules, and its record says so in an "era" column).
     Every point is checked against the experiment's limits before any runs:
     a bad point raises ValueError and loses no results. A point that would
     need more host memory than max_memory bytes (default: what the machine
     has available) is refused the same way."""
     exp = resolve(exp)
+    if not is_era(era):
+        raise ValueError(f"unknown era {era!r}; choose one of {', '.join(ERAS)}")
+    if era != "today" and not exp.era_mode:
+        raise ValueError(f"experiment {exp.name} does not run in era mode (--era {era}); "
+                         "it runs on today's rules only")
     chosen = _schemes(exp, schemes)
     todo = points(exp, chosen, parse_params(exp, params))
     for scheme, p in todo:
@@ -172,9 +180,10 @@ def run_experiment(exp: Experiment | str, *, schemes: Sequence[str] | str | None
         for scheme, p in todo:
             bar.update(task, description=f"{exp.name} {scheme} "
                        + " ".join(f"{k}={v}" for k, v in p.items()))
+            point = {**p, "era": era} if era != "today" else p
             t0 = time.perf_counter()
-            metrics = exp.run(scheme, p)
-            rec = {"experiment": exp.name, "scheme": scheme, **p, **metrics,
+            metrics = exp.run(scheme, point)
+            rec = {"experiment": exp.name, "scheme": scheme, **point, **metrics,
                    "wall_s": round(time.perf_counter() - t0, 4)}
             records.append(rec)
             bar.advance(task)
@@ -209,6 +218,8 @@ def print_report(exp: Experiment, records: Sequence[Record],
     # parameters that take one value in this run go in the title, not the columns
     params = [k for k in exp.params if len({r.get(k) for r in records}) > 1]
     fixed = [f"{k}={records[0].get(k)}" for k in exp.params if k not in params and records]
+    if records and "era" in records[0]:
+        fixed.insert(0, f"era={records[0]['era']}")
     title = exp.title + (f" ({', '.join(fixed)})" if fixed else "")
     table.render(console, title, records, table.columns_for(["scheme", *params], exp.legend),
                  table.columns_for(exp.columns, exp.legend))

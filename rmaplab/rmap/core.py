@@ -140,8 +140,11 @@ def lineage_linked(m: MMState, lineage: object) -> bool:
                for v in t.mm.vmas)
 
 
-def find_mergeable_anon_vma(vma: VMA) -> VMA | None:
-    """find_mergeable_anon_vma: the next VMA, then the previous one."""
+def find_mergeable_anon_vma(vma: VMA, lend_forked: bool = False) -> VMA | None:
+    """find_mergeable_anon_vma: the next VMA, then the previous one.
+
+    A VMA that came from a parent (a chain not singular) lends nothing
+    unless lend_forked (the kernels before commit d0e9fe1758f2, 2010)."""
     mm = vma.mm
     prev, nxt = mm.prev_next(vma.start, vma.end)
     for a, b, old in ((vma, nxt, nxt), (prev, vma, prev)):
@@ -149,7 +152,7 @@ def find_mergeable_anon_vma(vma: VMA) -> VMA | None:
             continue
         if (a.end == b.start and not ((a.flags ^ b.flags) & ~(VM_READ | VM_WRITE | 0x4))
                 and b.pgoff == a.pgoff + (b.start - a.start)
-                and old.lineage is not None and not old.forked):
+                and old.lineage is not None and (lend_forked or not old.forked)):
             return old
     return None
 
@@ -159,16 +162,20 @@ def anon_vma_prepare(m: MMState, vma: VMA) -> None:
     first anonymous page.
 
     find_mergeable_anon_vma first: an adjacent VMA whose anon_vma came from
-    its own prepare (singular chain), with flags equal but for access bits
-    and a linear pgoff, lends its anon_vma. Raises NoMem (the scheme's
-    allocation) with vma unchanged.
+    its own prepare (singular chain; any, in an era whose rules lend_forked),
+    with flags equal but for access bits and a linear pgoff, lends its
+    anon_vma. Raises NoMem (the scheme's allocation) with vma unchanged.
     """
     if vma.lineage is not None:
         return
-    share = find_mergeable_anon_vma(vma)
+    share = find_mergeable_anon_vma(vma, m.rules.lend_forked)
     m.rmap.vma_prepare(vma, share)
-    vma.lineage = share.lineage if share is not None else new_lineage(m)
-    vma.forked = False
+    if share is None:
+        vma.lineage = new_lineage(m)
+        vma.forked = False
+    else:
+        vma.lineage = share.lineage
+        vma.forked = share.forked
     m.vma_serial += 1
     vma.linked = m.vma_serial  # at the tail of the anon_vma's list
 
