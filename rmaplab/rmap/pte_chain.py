@@ -11,8 +11,11 @@ the head; removing a mapping frees its node, and a chain left with one
 node turns back into a direct pointer. So every PTE set or cleared costs a
 chain operation under the page's pte_chain_lock: at fork (copy_page_range,
 one per copied PTE), COW, zap, swap-in, try_to_unmap and mremap (a remove
-and an add per moved PTE). counters["rmap_ops"] counts them; that is why
-fork was slow.
+and an add per moved PTE). counters["rmap_ops"] counts them; the nodes
+each examines are rmap_add_nodes (one: the new node goes in front) and
+rmap_remove_nodes (the search from the head to the PTE removed: the exit
+of the oldest of N sharers examines about N per page), the nodes made and
+freed pte_chain_alloc and pte_chain_free.
 
 The model's pte pointer is (mm, vpn), encoded as one integer
 (mm.id << 36 | vpn): the mm's page table holds the entry (ptep_to_mm) at
@@ -21,6 +24,11 @@ mremap's ptes_moved rewrites it. Direct pointers live in a numpy array
 indexed by frame (page->pte.direct, -1 for none); chains, only for pages
 mapped more than once, are insertion-ordered dicts (O(1) removal; the
 kernel's singly linked list searched from the head) walked newest first.
+Each entry keeps its insertion number and each chain the sorted list of
+them, so a remove finds the position the kernel's search from the head
+would reach by bisection (O(log n)) and charges exactly that many nodes
+(counters["rmap_remove_nodes"]); tests/test_pte_chain_costs.py steps the
+literal loops beside it.
 
 A walk examines exactly the chain: walks.vmas counts chain entries,
 walks.anon_vmas stays 0, and every entry is a PTE that maps the page.
@@ -47,6 +55,7 @@ page's pte_chain_lock (PG_chainlock); swapout trylocks the page_table_lock.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -76,7 +85,11 @@ class PteChainScheme(RmapScheme):
     def __init__(self, m) -> None:
         super().__init__(m)
         self.direct = np.full(0, -1, np.int64)  # page->pte.direct per frame
-        self.chains: dict[int, dict[int, None]] = {}  # page->pte.chain per frame
+        # page->pte.chain per frame: pte pointer -> insertion number, oldest
+        # first; order holds the same numbers sorted, to find a PTE's place
+        self.chains: dict[int, dict[int, int]] = {}
+        self.order: dict[int, list[int]] = {}
+        self.seq = 0
         self.mms: dict[int, MM] = {}  # mm.id -> mm (ptep_to_mm)
         self.nodes = 0
 
@@ -110,16 +123,24 @@ class PteChainScheme(RmapScheme):
     def _add(self, frames: np.ndarray, keys: np.ndarray) -> None:
         """page_add_rmap for each (frame, pte pointer).
 
-        Cost: one chain operation per PTE (counters["rmap_ops"]).
+        Cost: one chain operation per PTE (counters["rmap_ops"]) and one
+        node examined (rmap_add_nodes: the direct pointer or the chain's
+        head; the new node goes in front, nothing is searched); a direct
+        pointer turned into a chain allocates two nodes, a push one
+        (pte_chain_alloc).
         """
         self._grow()
         direct = self.direct
         chains = self.chains
+        order = self.order
+        seq = self.seq
         made = 0
         for f, key in zip(frames.tolist(), keys.tolist()):
             d = int(direct[f])
             if d >= 0:  # convert a direct pointer into a chain
-                chains[f] = {d: None, key: None}
+                chains[f] = {d: seq, key: seq + 1}
+                order[f] = [seq, seq + 1]
+                seq += 2
                 direct[f] = -1
                 made += 2
                 continue
@@ -127,34 +148,55 @@ class PteChainScheme(RmapScheme):
             if c is None:
                 direct[f] = key
             else:
-                c[key] = None
+                c[key] = seq
+                order[f].append(seq)
+                seq += 1
                 made += 1
+        self.seq = seq
+        counters = self.m.counters
         if made:
             self._nodes(made)
-        self.m.counters["rmap_ops"] += len(frames)
+            counters["pte_chain_alloc"] += made
+        counters["rmap_ops"] += len(frames)
+        counters["rmap_add_nodes"] += len(frames)
 
     def _remove(self, frames: np.ndarray, keys: np.ndarray) -> None:
         """page_remove_rmap for each (frame, pte pointer).
 
-        Cost: one chain operation per PTE (counters["rmap_ops"]); O(1) each
-        here, a search from the chain's head in 2002.
+        Cost: one chain operation per PTE (counters["rmap_ops"]) and the
+        nodes the search from the chain's head examines up to the PTE's own
+        (rmap_remove_nodes: its position, newest first; one for a direct
+        pointer), found by bisecting the chain's insertion order rather than
+        by stepping; its node is freed, and the last node too when one entry
+        is left (pte_chain_free).
         """
         direct = self.direct
         hit = direct[frames] == keys
         direct[frames[hit]] = -1
         freed = 0
+        examined = int(np.count_nonzero(hit))
+        chains = self.chains
+        order = self.order
         for f, key in zip(frames[~hit].tolist(), keys[~hit].tolist()):
-            c = self.chains[f]
-            del c[key]  # KeyError: the PTE was never on the chain (DEBUG_RMAP's BUG)
+            c = chains[f]
+            s = c.pop(key)  # KeyError: the PTE was never on the chain (DEBUG_RMAP's BUG)
+            seqs = order[f]
+            i = bisect_left(seqs, s)
+            examined += len(seqs) - i  # the nodes newer than it, and its own
+            del seqs[i]
             freed += 1
             if len(c) == 1:  # convert back to a direct pointer
                 (last,) = c
                 direct[f] = last
-                del self.chains[f]
+                del chains[f]
+                del order[f]
                 freed += 1
+        counters = self.m.counters
         if freed:
             self._nodes(-freed)
-        self.m.counters["rmap_ops"] += len(frames)
+            counters["pte_chain_free"] += freed
+        counters["rmap_ops"] += len(frames)
+        counters["rmap_remove_nodes"] += examined
 
     # -- mm lifecycle ----------------------------------------------------------
     def mm_init(self, mm: MM) -> None:
@@ -172,6 +214,7 @@ class PteChainScheme(RmapScheme):
         self._grow()
         self.direct[frames] = self.keys(vma, vpns)
         self.m.counters["rmap_ops"] += len(frames)
+        self.m.counters["rmap_add_nodes"] += len(frames)
 
     def page_add_anon(self, frames: np.ndarray, vma: VMA, vpns: np.ndarray,
                       exclusive: bool) -> None:
@@ -280,6 +323,7 @@ class PteChainScheme(RmapScheme):
             assert len(c) >= 2, f"frame {f}: a chain of {len(c)} (should be direct)"
             assert self.direct[f] < 0, f"frame {f}: both direct and chained"
             total += len(c)
+            assert self.order.get(f) == list(c.values()), f"frame {f}: chain order lost"
             for key in c:
                 assert (key >> MM_SHIFT) in self.mms, f"frame {f}: chain names a dead mm"
         pos = {int(f): j for j, f in enumerate(live.tolist())}
@@ -292,5 +336,6 @@ class PteChainScheme(RmapScheme):
         free = np.ones(len(self.direct), bool)
         free[live] = False
         assert (self.direct[free] < 0).all(), "a free frame keeps a direct pointer"
+        assert len(self.order) == len(self.chains), "a chain order without a chain"
         assert total == self.nodes == self.m.slab.live["pte_chain"], \
             f"pte_chain nodes: {total} on chains, {self.nodes} counted"
