@@ -136,13 +136,13 @@ EXPERIMENT = Experiment(
             "anon_vmas": ("anon_vmas", "anon_vma objects live"),
             "avcs": ("avcs", "anon_vma_chain objects live"),
             "rmap_bytes_x86_64": ("rmap B", "rmap metadata, bytes (x86_64 struct sizes)"),
-            "fork_cost": ("fork", "rmap upkeep per fork: pte_chain nodes page_add_rmap "
+            "fork_cost": ("fork cost", "rmap upkeep per fork: pte_chain nodes page_add_rmap "
                                   "examines (one per PTE copied), or the anon_vmas, avcs "
                                   "(anon_vma_fork) and anonmms (dup_rmap) touched"),
-            "cow_cost": ("cow", "rmap upkeep per COW fault: pte_chain nodes examined (the "
+            "cow_cost": ("cow cost", "rmap upkeep per COW fault: pte_chain nodes examined (the "
                                 "old page's search from its chain's head, the new page's "
                                 "add), 0 for the object-based schemes"),
-            "exit_cost": ("exit", "rmap upkeep per exiting process: pte_chain nodes "
+            "exit_cost": ("exit cost", "rmap upkeep per exiting process: pte_chain nodes "
                                   "page_remove_rmap examines, or anon_vmas and avcs "
                                   "(unlink_anon_vmas) and anonmms (exit_rmap) touched"),
             "exit_cost_page": ("exit/pg", "the same per page the parent mapped")},
@@ -165,7 +165,6 @@ EXPERIMENT = Experiment(
            Plot(x="procs", y="exit_cost_page", xlabel="children forked (N)",
                 ylabel="rmap upkeep per exit, per page (nodes or objects)", logx=True,
                 logy=True, dash="cow",
-                title="aim7: exit cost (pte_chain: chain nodes searched; others: "
-                      "anon_vmas, avcs, anonmms)")],
+                title="aim7: rmap upkeep per exit and page")],
     doc="docs/experiments/aim7.md",
 )
