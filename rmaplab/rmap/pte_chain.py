@@ -206,10 +206,10 @@ class PteChainScheme(RmapScheme):
         than by stepping; its node is freed, and the last node too when one
         entry is left (pte_chain_free).
         """
-        if self._one_by_one(self._remove, frames, keys):
-            return
         direct = self.direct
         hit = direct[frames] == keys
+        if not hit.all() and self._one_by_one(self._remove, frames, keys):
+            return
         direct[frames[hit]] = -1
         examined = int(np.count_nonzero(hit))
         chains = self.chains
