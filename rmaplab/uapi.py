@@ -115,6 +115,14 @@ class Counters(TypedDict):
     forces (mremap, swap-in at another address); mmap_sem_write, vma_split
     and vma_merge what volatile ranges (Minchan Kim's RFC v3, December 2012)
     cost in exclusive mmap_sem and VMA surgery.
+
+    rmap maintenance, cumulative: rmap_add_nodes and rmap_remove_nodes the
+    pte_chain nodes (or direct pointers) page_add_rmap and page_remove_rmap
+    examine, pte_chain_alloc and pte_chain_free the nodes they allocate and
+    free (pte_chain only, 0 elsewhere); rmap_fork_objs the rmap objects the
+    scheme's fork hooks touch (anon_vmas and avcs in anon_vma_fork, anonmms
+    in dup_rmap), rmap_exit_objs those its unmap and exit hooks touch
+    (unlink_anon_vmas, exit_rmap).
     """
 
     pgfault: int
@@ -136,6 +144,12 @@ class Counters(TypedDict):
     mmap_sem_write: int
     vma_split: int
     vma_merge: int
+    rmap_add_nodes: int
+    rmap_remove_nodes: int
+    pte_chain_alloc: int
+    pte_chain_free: int
+    rmap_fork_objs: int
+    rmap_exit_objs: int
 
 
 class Stats(TypedDict):

@@ -4,7 +4,7 @@ values of a parameter: what the table and plot tests run."""
 
 from __future__ import annotations
 
-SMALL = {"aim7": ["procs=2,4", "pages=8"], "hierarchy": ["generations=2,4", "vmas=2"],
+SMALL = {"aim7": ["procs=2,4", "pages=8", "cow=0,1"], "hierarchy": ["generations=2,4", "vmas=2"],
          "kbuild": ["jobs=1,2", "units=4", "libs=1", "heap_pages=8"],
          "contention": ["cpus=1,2", "procs=4,8", "pages=8", "rounds=1"], "race": ["pages=4"],
          "trylock": ["cpus=1,2", "procs=4,8", "pages=8", "batch=4"],

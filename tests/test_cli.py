@@ -227,7 +227,7 @@ def test_schemes_verb_lists_every_scheme_as_table_and_json() -> None:
 
 def test_experiment_json_and_list_params(tmp_path: Path) -> None:
     p = run("experiment", "aim7", "--schemes", "modern,anonmm", "--param", "procs=2,3",
-            "--param", "pages=8", "--out", str(tmp_path), "--json")
+            "--param", "pages=8", "--param", "cow=1", "--out", str(tmp_path), "--json")
     assert p.returncode == 0, p.stderr
     doc = json.loads(p.stdout)
     assert doc["experiment"] == "aim7" and len(doc["records"]) == 4
@@ -238,7 +238,7 @@ def test_experiment_json_and_list_params(tmp_path: Path) -> None:
     rows = json.loads(run("experiment", "aim7", "--list-params", "--json").stdout)["params"]
     assert {r["name"]: (r["default"], r["min"], r["max"]) for r in rows} == \
         {"procs": ([10, 100, 1000], 1, 1_000_000), "pages": ([1000], 1, 1 << 20),
-         "cow": ([1.0], 0.0, 1.0)}
+         "cow": ([1.0, 0.0], 0.0, 1.0)}
     assert all(r["meaning"] for r in rows)
     table = run("experiment", "swapoff", "--list-params").stdout.decode()
     assert "chain, fan, tree" in table and "unuse" in table

@@ -417,7 +417,8 @@ def test_experiment_era_historical(tmp_path: Path) -> None:
     """aim7 in era mode: anon_vma's children's COW pages stay in the one
     family anon_vma either way; each record says its era."""
     res = run_experiment("aim7", schemes=["anon_vma", "anon_vma_chain"],
-                         params={"procs": [3], "pages": [20]}, progress=False, era="historical")
+                         params={"procs": [3], "pages": [20], "cow": [1.0]}, progress=False,
+                         era="historical")
     assert [r["era"] for r in res] == ["historical", "historical"]
     today = run_experiment("aim7", schemes=["anon_vma"], params={"procs": [3], "pages": [20]},
                            progress=False)

@@ -15,7 +15,7 @@ from rmaplab.experiments import experiments, run_experiment, write_outputs
 def test_aim7_shows_the_o_n_to_2_shape(tmp_path: Path) -> None:
     exp = experiments()["aim7"]
     recs = run_experiment(exp, schemes=["modern", "anon_vma_chain"],
-                          params=["procs=4,16", "pages=32"], progress=False)
+                          params=["procs=4,16", "pages=32", "cow=1"], progress=False)
     assert len(recs) == 4
     for r in recs:
         n = r["procs"]
@@ -27,6 +27,28 @@ def test_aim7_shows_the_o_n_to_2_shape(tmp_path: Path) -> None:
     names = {f.name for f in files}
     assert {"aim7.csv", "aim7.parquet", "aim7-listed_avg.png", "aim7-listed_avg.svg"} <= names
     assert all(f.stat().st_size > 0 for f in files)
+
+
+def test_aim7_pte_chain_exit_cost_grows_as_n_per_page() -> None:
+    """The children exit oldest first, each at its pages' chain's tail end
+    (the parent behind it): N, N-1, ... 1 nodes per page, the parent 1."""
+    exp = experiments()["aim7"]
+    recs = run_experiment(exp, schemes=["pte_chain", "anon_vma_chain", "anonmm"],
+                          params=["procs=4,16,64", "pages=8", "cow=0,1"], progress=False)
+    by = {(r["scheme"], r["procs"], r["cow"]): r for r in recs}
+    for n in (4, 16, 64):
+        shared = by["pte_chain", n, 0.0]
+        assert shared["exit_cost_page"] == (n * (n + 1) / 2 + 1) / (n + 1)
+        assert shared["fork_cost"] == 8  # one node per PTE copied: pushed at the head
+        cowed = by["pte_chain", n, 1.0]
+        assert cowed["exit_cost_page"] == 1  # every page private by then: direct
+        assert cowed["cow_cost"] == (n + 1) / 2 + 1  # the old page's search, the new's add
+        assert cowed["pte_chain_alloc"] == cowed["pte_chain_free"] == 8 * (n + 1)
+        # the object-based schemes' upkeep does not depend on N or the pages
+        assert by["anon_vma_chain", n, 0.0]["fork_cost"] == 4  # 2 avcs + 2 anon_vmas
+        assert by["anonmm", n, 0.0]["fork_cost"] == 2
+    assert by["pte_chain", 64, 0.0]["exit_cost_page"] > 8 * by["pte_chain", 4, 0.0][
+        "exit_cost_page"]
 
 
 def test_hierarchy_is_bounded_only_with_reuse() -> None:
@@ -61,6 +83,21 @@ def test_kbuild_ratio_and_singletons() -> None:
         assert 0.05 < r["avc_to_vma_bytes"] < 1.0
         assert 0.0 < r["singleton_share"] <= 1.0
         assert r["rmap_bytes_peak"] >= r["rmap_bytes_avg"] > 0
+
+
+def test_kbuild_counts_rmap_upkeep_per_scheme() -> None:
+    exp = experiments()["kbuild"]
+    recs = run_experiment(exp, schemes=["pte_chain", "anon_vma", "anonmm"],
+                          params=["jobs=2", "units=4", "libs=1", "heap_pages=8"],
+                          progress=False)
+    by = {r["scheme"]: r for r in recs}
+    chain = by["pte_chain"]
+    # every mapping added is removed again by the end; nodes made are freed
+    assert chain["rmap_add_nodes"] > 0 and chain["rmap_remove_nodes"] >= chain["rmap_add_nodes"]
+    assert chain["pte_chain_alloc"] > 0 and chain["rmap_fork_objs"] == 0
+    for s in ("anon_vma", "anonmm"):
+        assert by[s]["rmap_fork_objs"] > 0 and by[s]["rmap_exit_objs"] > 0
+        assert by[s]["rmap_add_nodes"] == by[s]["pte_chain_alloc"] == 0
 
 
 def test_allocator_tradeoff() -> None:

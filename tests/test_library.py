@@ -23,7 +23,7 @@ from rmaplab.trace import load_trace
 
 TRACES = Path(__file__).resolve().parent / "traces"
 
-SMALL = {"procs": [4, 16], "pages": 32}
+SMALL = {"procs": [4, 16], "pages": 32, "cow": 1.0}
 
 
 def test_run_experiment_takes_a_name_and_python_values() -> None:
@@ -67,7 +67,8 @@ def test_unknown_experiment_and_scheme_are_value_errors() -> None:
         run_experiment("aim8")
     with pytest.raises(ValueError, match="unknown scheme 'morden'"):
         run_experiment("aim7", schemes=["morden"], params=SMALL, progress=False)
-    res = run_experiment("aim7", schemes="all", params={"procs": 2, "pages": 4}, progress=False)
+    res = run_experiment("aim7", schemes="all", params={"procs": 2, "pages": 4, "cow": 1},
+                         progress=False)
     assert len(res) == 5
 
 
@@ -108,7 +109,7 @@ def test_repr_html_is_the_table_and_the_claim_with_its_source() -> None:
     res = run_experiment("aim7", schemes=["modern", "anon_vma_chain"], params=SMALL,
                          progress=False)
     page = res._repr_html_()
-    assert page.startswith("<pre") and page.count("<svg") == len(res.experiment.plots) == 2
+    assert page.startswith("<pre") and page.count("<svg") == len(res.experiment.plots) == 3
     assert "<?xml" not in page and page.endswith("</svg>\n</div>")
     assert "anon_vma_chain" in page and "modern" in page
     assert "docs/references.md#aim7-anon-vma-chain" in page
@@ -120,7 +121,7 @@ def test_repr_html_is_the_table_and_the_claim_with_its_source() -> None:
 def test_repr_svg_draws_the_plots() -> None:
     res = run_experiment("aim7", schemes=["modern", "anon_vma"], params=SMALL, progress=False)
     svgs = res.plot_svgs()
-    assert len(svgs) == len(res.experiment.plots) == 2
+    assert len(svgs) == len(res.experiment.plots) == 3
     root = ET.fromstring(res._repr_svg_() or "")
     assert root.tag.endswith("svg")
     assert ExperimentResult(res.experiment)._repr_svg_() is None  # nothing to draw

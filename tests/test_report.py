@@ -24,12 +24,12 @@ from rmaplab.sweep_spec import parse_spec
 def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
     db = tmp_path_factory.mktemp("report") / "r.sqlite"
     run_sweep({"experiment": "aim7", "schemes": ["modern", "anon_vma_chain"], "repeats": 2,
-               "params": {"procs": [2, 4, 8], "pages": 16}}, db, scheduler="inline",
+               "params": {"procs": [2, 4, 8], "pages": 16, "cow": 1.0}}, db, scheduler="inline",
               progress=False)
     run_sweep({"experiment": "hierarchy", "params": {"generations": [2, 4, 8], "vmas": 2}}, db,
               scheduler="inline", progress=False)
     spec = parse_spec({"experiment": "aim7", "schemes": ["modern"],
-                       "params": {"procs": [3], "pages": 16}})
+                       "params": {"procs": [3], "pages": 16, "cow": 1.0}})
     with Store(db) as s:  # a failed point, as a sweep records one
         s.record(spec.points()[0], ok=False, metrics=None, error="RuntimeError: boom <&>",
                  wall_s=0.1, version="0.1.0", spec_hash=spec.hash)
@@ -45,7 +45,7 @@ def test_report_html_csv_parquet(results: Path, tmp_path: Path) -> None:
     # self-contained: nothing to fetch, no script
     assert not re.search(r"<script|<link|<img[^>]+src=\"http|url\((?!#)|@import", text)
     assert not re.search(r"(src|href)=\"(https?:)?//", text)
-    assert text.count("<svg") == 3  # aim7's two plots, hierarchy's one
+    assert text.count("<svg") == 4  # aim7's three plots, hierarchy's one
     for needle in ("aim7", "hierarchy", "docs/references.md#aim7-anon-vma-chain", "listed_avg",
                    "boom &lt;&amp;&gt;",
                    "Runs and versions", "Python 3.", "procs = [2, 4, 8]"):

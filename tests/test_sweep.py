@@ -323,7 +323,7 @@ def test_cli_sweep_bad_input_exits_2(tmp_path: Path) -> None:
 
 def test_store_writes_a_point_once(tmp_path: Path) -> None:
     spec = parse_spec({"experiment": "aim7", "schemes": ["modern"],
-                       "params": {"procs": [2], "pages": [4]}})
+                       "params": {"procs": [2], "pages": [4], "cow": [1.0]}})
     (pt,) = spec.points()
     with Store(tmp_path / "s.sqlite") as s:
         assert s.record(pt, ok=False, metrics=None, error="boom", wall_s=0.1, version="v",

@@ -33,13 +33,13 @@ def test_verdicts_come_from_the_records(name: str) -> None:
 def test_a_verdict_follows_its_records() -> None:
     exp = experiments()["aim7"]
     claim = exp.claims[0]
-    good = [{"scheme": "anon_vma_chain", "procs": 100, "listed_avg": 1.99},
-            {"scheme": "anon_vma", "procs": 100, "listed_avg": 101.0}]
-    bad = [{"scheme": "anon_vma_chain", "procs": 100, "listed_avg": 7.0},
-           {"scheme": "anon_vma", "procs": 100, "listed_avg": 101.0}]
+    good = [{"scheme": "anon_vma_chain", "procs": 100, "cow": 1.0, "listed_avg": 1.99},
+            {"scheme": "anon_vma", "procs": 100, "cow": 1.0, "listed_avg": 101.0}]
+    bad = [{"scheme": "anon_vma_chain", "procs": 100, "cow": 1.0, "listed_avg": 7.0},
+           {"scheme": "anon_vma", "procs": 100, "cow": 1.0, "listed_avg": 101.0}]
     assert claim.verdict(good, exp.doc) == "reproduced"
     assert claim.verdict(bad, exp.doc) == f"differs (see {exp.doc})"
-    assert claim.verdict([{"scheme": "pte_chain", "procs": 100, "listed_avg": 1.0}],
+    assert claim.verdict([{"scheme": "pte_chain", "procs": 100, "cow": 1.0, "listed_avg": 1.0}],
                          exp.doc).startswith("undecided")
 
 

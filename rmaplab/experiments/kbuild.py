@@ -15,7 +15,10 @@ writes) and its own data, bss, heap and stack.
 Sampled at every step: the ratio of anon_vma_chain bytes to vm_area_struct
 bytes (Rik van Riel, 2010: "about 1/3"), the share of anonymous pages mapped only
 once (pte_chain's direct pointers: ~90% in 2003), pte_chain objects, and
-every scheme's rmap bytes (Minchan Kim's concern about the total).
+every scheme's rmap bytes (Minchan Kim's concern about the total). Over
+the whole build, per compile unit: the rmap maintenance (pte_chain nodes
+examined and allocated; the anon_vmas, avcs and anonmms the other schemes'
+fork and exit hooks touch).
 """
 
 from __future__ import annotations
@@ -25,6 +28,10 @@ import numpy as np
 from ..consts import PAGE_SIZE, WINDOW_START
 from ..machine import Config, Machine
 from .base import Claim, Experiment, Plot, era_of, within_budget
+
+#: rmap maintenance over the whole build (its final exits too), per unit
+UPKEEP = ("rmap_add_nodes", "rmap_remove_nodes", "pte_chain_alloc", "rmap_fork_objs",
+          "rmap_exit_objs")
 
 # (anon_vma_chain, vm_area_struct) bytes on x86_64 for the schemes that have
 # avcs: 6.18's slab object sizes here, and 2.6.33's structs (docs/struct-sizes.md)
@@ -112,7 +119,9 @@ def run(scheme: str, p: dict) -> dict:
     peak = m.objects()
     for t in list(m.tasks):
         m.exit(t)
-    return {"avc_to_vma_bytes": float(arr[:, 0].mean()), "singleton_share": float(arr[:, 1].mean()),
+    upkeep = {k: m.counters[k] / units for k in UPKEEP}
+    return {**upkeep,
+            "avc_to_vma_bytes": float(arr[:, 0].mean()), "singleton_share": float(arr[:, 1].mean()),
             "pte_chains_peak": int(arr[:, 2].max()), "pte_chains_avg": float(arr[:, 2].mean()),
             "rmap_bytes_avg": float(arr[:, 3].mean()), "rmap_bytes_peak": int(arr[:, 3].max()),
             "samples": len(samples), "vmas_end": peak["vma"]}
@@ -172,7 +181,7 @@ EXPERIMENT = Experiment(
                                   "jobs x heap_pages"),
     run=run,
     columns=("avc_to_vma_bytes", "singleton_share", "pte_chains_peak", "rmap_bytes_avg",
-             "rmap_bytes_peak", "wall_s"),
+             "rmap_bytes_peak", *UPKEEP, "wall_s"),
     legend={"jobs": ("jobs", "parallel compile jobs (make -j)"),
             "units": ("units", "compile jobs in the build"),
             "libs": ("libs", "shared libraries each image maps (four VMAs each)"),
@@ -184,7 +193,17 @@ EXPERIMENT = Experiment(
             "pte_chains_peak": ("pte_chains", "most pte_chain objects live at once"),
             "rmap_bytes_avg": ("rmap B avg", "rmap metadata, bytes (x86_64), average over "
                                              "the build"),
-            "rmap_bytes_peak": ("rmap B max", "the same, most at once")},
+            "rmap_bytes_peak": ("rmap B max", "the same, most at once"),
+            "rmap_add_nodes": ("add nodes", "pte_chain nodes page_add_rmap examines, per "
+                                            "compile unit (one per PTE mapped)"),
+            "rmap_remove_nodes": ("rm nodes", "pte_chain nodes page_remove_rmap examines "
+                                              "(its search from the chain's head), per unit"),
+            "pte_chain_alloc": ("chain alloc", "pte_chain nodes allocated, per unit"),
+            "rmap_fork_objs": ("fork objs", "anon_vmas and avcs (anon_vma_fork) or anonmms "
+                                            "(dup_rmap) touched at fork, per unit"),
+            "rmap_exit_objs": ("exit objs", "anon_vmas and avcs (unlink_anon_vmas) or "
+                                            "anonmms (exit_rmap) touched at exit and munmap, "
+                                            "per unit")},
     claims=[Claim(ref="kbuild-avc-overhead",
                   text="anon_vma_chain memory overhead is about 1/3 of the "
                        "vm_area_struct slab during a kernel compile",

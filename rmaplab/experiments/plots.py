@@ -183,7 +183,9 @@ def _lines(ax: Axes, series: list[dict[str, Any]], xs: list[object], categorical
         label = s["label"]
         if s["same_as"] is not None:  # drawn over: thinner, dashed, a ring round the marker
             label = f"{label} = {s['same_as']}"
-            dups = sum(1 for t in series[:series.index(s)] if t["same_as"] == s["same_as"])
+            # a ring size of its own among all drawn-over lines: their dashes are
+            # replaced, so two of one scheme (a dash parameter) must still differ
+            dups = sum(1 for t in series[:series.index(s)] if t["same_as"] is not None)
             st.update(linewidth=1.2, linestyle=(0, (4, 3)), markersize=10 + 3 * dups,
                       markerfacecolor="none", markeredgewidth=1.6, zorder=3 + dups)
         else:

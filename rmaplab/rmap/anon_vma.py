@@ -103,6 +103,7 @@ class AnonVmaScheme(AnonVmaPool, RmapScheme):
         vma.anon_vma = None
         if pvma.anon_vma is not None:
             self.anon_vma_link(vma, pvma.anon_vma)
+            self.m.counters["rmap_fork_objs"] += 1  # the family's anon_vma
 
     def vma_clone(self, dst: VMA, src: VMA) -> None:
         """split_vma, copy_vma, vma_adjust's importer: join src's list."""
@@ -116,6 +117,7 @@ class AnonVmaScheme(AnonVmaPool, RmapScheme):
         if av is None or vma not in av.head:
             return
         del av.head[vma]
+        self.m.counters["rmap_exit_objs"] += 1
         if not av.head:
             self.anon_vma_free(av)
 

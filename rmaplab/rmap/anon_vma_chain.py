@@ -175,7 +175,15 @@ class AnonVmaChainScheme(AnonVmaPool, RmapScheme):
             dst.anon_vma.num_active_vmas += 1
 
     def vma_fork(self, vma: VMA, pvma: VMA) -> None:
-        """anon_vma_fork: the parent's anon_vmas, then an anon_vma of our own."""
+        """anon_vma_fork: the parent's anon_vmas, then an anon_vma of our own.
+
+        Charges counters["rmap_fork_objs"] two per avc the child's VMA ends
+        with: the avc and the anon_vma it links.
+        """
+        self._fork(vma, pvma)
+        self.m.counters["rmap_fork_objs"] += 2 * len(vma.avcs)
+
+    def _fork(self, vma: VMA, pvma: VMA) -> None:
         vma.anon_vma = None
         if pvma.anon_vma is None:
             return
@@ -213,6 +221,7 @@ class AnonVmaChainScheme(AnonVmaPool, RmapScheme):
             vma.anon_vma.num_active_vmas -= 1
             vma.anon_vma = None
         avcs, vma.avcs = vma.avcs, []
+        self.m.counters["rmap_exit_objs"] += 2 * len(avcs)  # each avc and its anon_vma
         for avc in avcs:
             av = avc.anon_vma
             del av.head[avc]

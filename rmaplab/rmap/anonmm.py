@@ -133,6 +133,7 @@ class AnonmmScheme(RmapScheme):
         hd.count += 1  # ref by anonmm's head
         hd.members[am] = None
         mm.anonmm = am  # type: ignore[assignment]
+        self.m.counters["rmap_fork_objs"] += 2  # the new anonmm and the head it joins
 
     def mm_exit(self, mm: MM) -> None:
         """exit_rmap: the mm goes; its anonmm stays while pages point at it."""
@@ -141,6 +142,9 @@ class AnonmmScheme(RmapScheme):
         mm.anonmm = None
         am.mm = None
         am.count -= 1
+        # its anonmm, and the head when unlinking from it or freeing it
+        self.m.counters["rmap_exit_objs"] += 1 + (am is not hd and (am.count == 0
+                                                                   or hd.count == 1))
         if am.count == 0:
             assert am is not hd, "exit_rmap: the head's own reference went"
             del hd.members[am]

@@ -11,8 +11,11 @@ the head; removing a mapping frees its node, and a chain left with one
 node turns back into a direct pointer. So every PTE set or cleared costs a
 chain operation under the page's pte_chain_lock: at fork (copy_page_range,
 one per copied PTE), COW, zap, swap-in, try_to_unmap and mremap (a remove
-and an add per moved PTE). counters["rmap_ops"] counts them; that is why
-fork was slow.
+and an add per moved PTE). counters["rmap_ops"] counts them; the nodes
+each examines are rmap_add_nodes (one: the new node goes in front) and
+rmap_remove_nodes (the search from the head to the PTE removed: the exit
+of the oldest of N sharers examines about N per page), the nodes made and
+freed pte_chain_alloc and pte_chain_free.
 
 The model's pte pointer is (mm, vpn), encoded as one integer
 (mm.id << 36 | vpn): the mm's page table holds the entry (ptep_to_mm) at
@@ -21,6 +24,13 @@ mremap's ptes_moved rewrites it. Direct pointers live in a numpy array
 indexed by frame (page->pte.direct, -1 for none); chains, only for pages
 mapped more than once, are insertion-ordered dicts (O(1) removal; the
 kernel's singly linked list searched from the head) walked newest first.
+Each entry keeps its insertion number (one per range added) and each
+chain the sorted list of them, shared by the frames whose chains grew
+alike, so a remove finds the position the kernel's search from the head
+would reach by bisection, once per range and shared list (O(n) for the
+new list, O(1) per page), and charges exactly that many nodes
+(counters["rmap_remove_nodes"]); tests/test_pte_chain_costs.py steps the
+literal loops beside it.
 
 A walk examines exactly the chain: walks.vmas counts chain entries,
 walks.anon_vmas stays 0, and every entry is a PTE that maps the page.
@@ -47,6 +57,7 @@ page's pte_chain_lock (PG_chainlock); swapout trylocks the page_table_lock.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -69,6 +80,20 @@ SIZES = {
 }
 
 
+class Chain(dict):
+    """page->pte.chain of one frame: pte pointer -> insertion number, oldest
+    first; order holds the same numbers sorted, to find a PTE's place (one
+    list shared by frames whose chains grew alike, so never edited: a change
+    makes a new one). An attribute of the chain, not a second dict: one
+    look-up per page."""
+
+    __slots__ = ("order",)
+
+    def __init__(self, entries: dict[int, int], order: list[int]) -> None:
+        super().__init__(entries)
+        self.order = order
+
+
 class PteChainScheme(RmapScheme):
     name = "pte_chain"
     trylock_walks = frozenset({"unmap"})
@@ -76,7 +101,8 @@ class PteChainScheme(RmapScheme):
     def __init__(self, m) -> None:
         super().__init__(m)
         self.direct = np.full(0, -1, np.int64)  # page->pte.direct per frame
-        self.chains: dict[int, dict[int, None]] = {}  # page->pte.chain per frame
+        self.chains: dict[int, Chain] = {}  # page->pte.chain per frame
+        self.seq = 0
         self.mms: dict[int, MM] = {}  # mm.id -> mm (ptep_to_mm)
         self.nodes = 0
 
@@ -107,54 +133,121 @@ class PteChainScheme(RmapScheme):
         c = self.chains.get(frame)
         return list(reversed(c)) if c is not None else []
 
+    def _one_by_one(self, step, frames: np.ndarray, keys: np.ndarray) -> bool:
+        """A range naming a frame twice is done one PTE at a time (the
+        shared orders below assume distinct frames); True if it was."""
+        fl = frames.tolist()
+        if len(set(fl)) == len(fl):
+            return False
+        for j in range(len(fl)):
+            step(frames[j:j + 1], keys[j:j + 1])
+        return True
+
     def _add(self, frames: np.ndarray, keys: np.ndarray) -> None:
         """page_add_rmap for each (frame, pte pointer).
 
-        Cost: one chain operation per PTE (counters["rmap_ops"]).
+        Cost: one chain operation per PTE (counters["rmap_ops"]) and one
+        node examined (rmap_add_nodes: the direct pointer or the chain's
+        head; the new node goes in front, nothing is searched); a direct
+        pointer turned into a chain allocates two nodes, a push one
+        (pte_chain_alloc). The range's new entries share one insertion
+        number, so frames whose chains grew alike share one order list
+        (never changed in place: a change makes a new one, once per group).
         """
+        if self._one_by_one(self._add, frames, keys):
+            return
         self._grow()
         direct = self.direct
         chains = self.chains
-        made = 0
-        for f, key in zip(frames.tolist(), keys.tolist()):
-            d = int(direct[f])
-            if d >= 0:  # convert a direct pointer into a chain
-                chains[f] = {d: None, key: None}
-                direct[f] = -1
-                made += 2
-                continue
+        seq = self.seq = self.seq + 1
+        d = direct[frames]
+        conv = d >= 0  # convert a direct pointer into a chain (the oldest entry)
+        pair = [-1, seq]
+        for f, dk, key in zip(frames[conv].tolist(), d[conv].tolist(), keys[conv].tolist()):
+            chains[f] = Chain({dk: -1, key: seq}, pair)
+        made = 2 * int(np.count_nonzero(conv))
+        direct[frames[conv]] = -1
+        rest = np.flatnonzero(~conv)
+        fresh: list[int] = []
+        memo: dict[int, tuple[list[int], list[int]]] = {}
+        last_v: list[int] | None = None
+        new_v: list[int] = []
+        for j, f, key in zip(rest.tolist(), frames[rest].tolist(), keys[rest].tolist()):
             c = chains.get(f)
             if c is None:
-                direct[f] = key
-            else:
-                c[key] = None
-                made += 1
+                fresh.append(j)
+                continue
+            c[key] = seq
+            v = c.order
+            if v is not last_v:  # not the previous frame's order
+                got = memo.get(id(v))
+                if got is None:
+                    got = memo[id(v)] = (v, [*v, seq])
+                last_v, new_v = v, got[1]
+            c.order = new_v
+        made += len(rest) - len(fresh)
+        if fresh:
+            direct[frames[fresh]] = keys[fresh]
+        counters = self.m.counters
         if made:
             self._nodes(made)
-        self.m.counters["rmap_ops"] += len(frames)
+            counters["pte_chain_alloc"] += made
+        counters["rmap_ops"] += len(frames)
+        counters["rmap_add_nodes"] += len(frames)
 
     def _remove(self, frames: np.ndarray, keys: np.ndarray) -> None:
         """page_remove_rmap for each (frame, pte pointer).
 
-        Cost: one chain operation per PTE (counters["rmap_ops"]); O(1) each
-        here, a search from the chain's head in 2002.
+        Cost: one chain operation per PTE (counters["rmap_ops"]) and the
+        nodes the search from the chain's head examines up to the PTE's own
+        (rmap_remove_nodes: its position, newest first; one for a direct
+        pointer), found by bisecting the chain's insertion order (once per
+        group of frames sharing an order list and the entry's number) rather
+        than by stepping; its node is freed, and the last node too when one
+        entry is left (pte_chain_free).
         """
         direct = self.direct
         hit = direct[frames] == keys
+        if not hit.all() and self._one_by_one(self._remove, frames, keys):
+            return
         direct[frames[hit]] = -1
-        freed = 0
-        for f, key in zip(frames[~hit].tolist(), keys[~hit].tolist()):
-            c = self.chains[f]
-            del c[key]  # KeyError: the PTE was never on the chain (DEBUG_RMAP's BUG)
-            freed += 1
+        examined = int(np.count_nonzero(hit))
+        chains = self.chains
+        memo: dict[tuple[int, int], tuple[list[int], list[int], int]] = {}
+        fl = frames[~hit].tolist()
+        last_v: list[int] | None = None
+        last_s = 0
+        new_v: list[int] = []
+        pos = run = 0
+        lone = 0
+        for f, key in zip(fl, keys[~hit].tolist()):
+            c = chains[f]
+            s = c.pop(key)  # KeyError: the PTE was never on the chain (DEBUG_RMAP's BUG)
+            v = c.order
+            if v is not last_v or s != last_s:  # not the previous frame's group
+                got = memo.get((id(v), s))
+                if got is None:
+                    i = bisect_left(v, s)
+                    # the nodes newer than it, and its own
+                    got = memo[id(v), s] = (v, v[:i] + v[i + 1:], len(v) - i)
+                examined += pos * run
+                last_v, last_s, new_v, pos, run = v, s, got[1], got[2], 0
+            run += 1
             if len(c) == 1:  # convert back to a direct pointer
                 (last,) = c
                 direct[f] = last
-                del self.chains[f]
-                freed += 1
+                del chains[f]
+                lone += 1
+            else:
+                c.order = new_v
+        examined += pos * run
+        freed = len(fl) + lone
+        counters = self.m.counters
         if freed:
             self._nodes(-freed)
-        self.m.counters["rmap_ops"] += len(frames)
+            counters["pte_chain_free"] += freed
+        counters["rmap_ops"] += len(frames)
+        counters["rmap_remove_nodes"] += examined
 
     # -- mm lifecycle ----------------------------------------------------------
     def mm_init(self, mm: MM) -> None:
@@ -172,6 +265,7 @@ class PteChainScheme(RmapScheme):
         self._grow()
         self.direct[frames] = self.keys(vma, vpns)
         self.m.counters["rmap_ops"] += len(frames)
+        self.m.counters["rmap_add_nodes"] += len(frames)
 
     def page_add_anon(self, frames: np.ndarray, vma: VMA, vpns: np.ndarray,
                       exclusive: bool) -> None:
@@ -280,6 +374,7 @@ class PteChainScheme(RmapScheme):
             assert len(c) >= 2, f"frame {f}: a chain of {len(c)} (should be direct)"
             assert self.direct[f] < 0, f"frame {f}: both direct and chained"
             total += len(c)
+            assert c.order == list(c.values()), f"frame {f}: chain order lost"
             for key in c:
                 assert (key >> MM_SHIFT) in self.mms, f"frame {f}: chain names a dead mm"
         pos = {int(f): j for j, f in enumerate(live.tolist())}
