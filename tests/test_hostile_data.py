@@ -49,7 +49,8 @@ def _refused(r: Result, *needles: str) -> None:
 
 def _small_sweep(db: Path, repeats: int = 1) -> None:
     run_sweep({"experiment": "aim7", "schemes": ["modern"], "repeats": repeats,
-               "params": {"procs": [2, 3], "pages": 4, "cow": 1.0}}, db, scheduler="inline", progress=False)
+               "params": {"procs": [2, 3], "pages": 4, "cow": 1.0}}, db, scheduler="inline",
+              progress=False)
 
 
 @pytest.fixture
