@@ -60,6 +60,7 @@ class Plot:
     kind: str = "line"  # or "bar": x is a category (a 0/1 flag)
     xlabels: dict[object, str] = field(default_factory=dict)  # tick label per x value
     only: Sequence[str] | None = None  # the series values the metric means something for
+    where: dict[str, object] | None = None  # only the records with these parameter values
     reference: tuple[float, str] | None = None  # a published value: (y, legend text)
 
 

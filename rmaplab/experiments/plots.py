@@ -56,7 +56,8 @@ def _plain(v: float, _pos: object = None) -> str:
 def lines(exp: Experiment, spec: Plot, records: list[dict]) -> list[dict[str, Any]]:
     """The series of one plot: for each, its key values, label, style and points."""
     recs = [r for r in records if isinstance(r.get(spec.y), (int, float))
-            and (spec.only is None or r.get(spec.series) in spec.only)]
+            and (spec.only is None or r.get(spec.series) in spec.only)
+            and (spec.where is None or all(r.get(k) == v for k, v in spec.where.items()))]
     varying = [k for k in exp.params if k not in (spec.x, spec.series)
                and len({r.get(k) for r in recs}) > 1]
     if spec.dash and spec.dash not in varying:
