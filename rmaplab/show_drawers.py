@@ -31,6 +31,16 @@ def _anon_label(av: Any) -> str:
     return "\n".join(lines + extra)
 
 
+def _mapping_edges(g: RmapGraph, frames: list[int], drawn: Iterable[int]) -> None:
+    """Each page's page->mapping edge, to the scheme object drawn for it."""
+    drawn = set(drawn)
+    for f in frames:
+        obj = g.m.frames.mapping[f]
+        if obj is not None and id(obj) in drawn:
+            g.edge(g.page(f), g.ids[id(obj)], color=COLORS["mapping"], penwidth="1.5")
+            g.key(COLORS["mapping"], "bold", MAPPING)
+
+
 def draw_avc(g: RmapGraph, frames: list[int]) -> None:
     """anon_vma_chain and modern: anon_vmas, their avc lists (in walk order),
     each VMA's own anon_vma, the parent links, and page->mapping."""
@@ -53,11 +63,7 @@ def draw_avc(g: RmapGraph, frames: list[int]) -> None:
         if parent is not av and id(parent) in avs:
             g.edge(aid, g.node(parent, _anon_label(parent)), label="parent",
                    color=COLORS["parent"], style="dotted", constraint="false")
-    for f in frames:
-        av = m.frames.mapping[f]
-        if av is not None and id(av) in avs:
-            g.edge(g.page(f), g.ids[id(av)], color=COLORS["mapping"], penwidth="1.5")
-            g.key(COLORS["mapping"], "bold", MAPPING)
+    _mapping_edges(g, frames, avs)
     g.key(COLORS["own"], "bold", "avc k: k-th on the anon_vma's list (walk order), "
           "to the VMA's own anon_vma (vma->anon_vma)")
     g.key(COLORS["inherited"], "dashed", "avc k: one inherited at fork (anon_vma_clone)")
@@ -154,11 +160,7 @@ def draw_anon_vma_2004(g: RmapGraph, frames: list[int]) -> None:
                      fillcolor=FILL["anon"])
         for k, vma in enumerate(av.head, 1):
             g.edge(aid, g.vma(vma), label=f"list {k}", color=COLORS["own"])
-    for f in frames:
-        av = m.frames.mapping[f]
-        if av is not None and id(av) in avs:
-            g.edge(g.page(f), g.ids[id(av)], color=COLORS["mapping"], penwidth="1.5")
-            g.key(COLORS["mapping"], "bold", MAPPING)
+    _mapping_edges(g, frames, avs)
     g.key(COLORS["own"], "solid", "list k: k-th VMA on the anon_vma's list (walk order); "
           "every VMA of the fork family, mapping the page or not")
 
@@ -209,11 +211,7 @@ def draw_anonmm(g: RmapGraph, frames: list[int]) -> None:
                 g.edge(g.ids[id(hd)], aid, label=f"list {k}", color=COLORS["inherited"])
             if not gone and not am.mm.dead:
                 g.edge(aid, g.mm(am.mm), label="mm", color=COLORS["own"])
-    for f in frames:
-        am = m.frames.mapping[f]
-        if am is not None and id(am) in ams:
-            g.edge(g.page(f), g.ids[id(am)], color=COLORS["mapping"], penwidth="1.5")
-            g.key(COLORS["mapping"], "bold", MAPPING)
+    _mapping_edges(g, frames, ams)
     g.key(COLORS["inherited"], "solid", "list k: k-th anonmm on the bundle's list; a walk "
           "starts at the page's anonmm and goes round it")
     g.key(COLORS["own"], "solid", "anonmm->mm")
