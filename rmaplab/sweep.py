@@ -442,7 +442,7 @@ def _run(spec: SweepSpec, store: Store, todo: list[Point], result: SweepResult, 
                       TextColumn("[cyan]{task.fields[running]} running"),
                       TextColumn("[red]{task.fields[failed]} failed"),
                       TimeElapsedColumn(), TimeRemainingColumn(), console=console,
-                      disable=not progress) as bar:
+                      disable=not progress or not console.is_terminal) as bar:
             task = bar.add_task(f"sweep {spec.experiment.name}", total=result.total,
                                 completed=result.skipped, running=0,
                                 failed=result.failed_before)
