@@ -19,7 +19,7 @@ from .budget import check_trace
 from .errors import ModelBug, OomKill, Segv, SysError
 from .machine import Config, Machine
 from .optional import require_pandas
-from .trace import Op
+from .trace import Op, refuse_version2
 from .uapi import Stats
 
 if TYPE_CHECKING:
@@ -175,6 +175,7 @@ def replay(ops: Iterable[Op], *, scheme: str = "modern", check: bool = False,
     compared with max_memory bytes, or what the machine has available:
     budget.OverBudget when it does not fit."""
     ops = ops if isinstance(ops, Sequence) else list(ops)
+    refuse_version2(ops)  # TraceError: version 2 is not modelled yet
     check_trace(ops, max_memory=max_memory, keep_outputs=True)
     if machine is None:
         cfg = Config(scheme=scheme, check=check, era=era)

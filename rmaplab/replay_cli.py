@@ -43,6 +43,7 @@ from .progress import op_progress
 from .replay import run_op, write_snapshot
 from .rmap import VARIANTS
 from .slab import KINDS
+from .trace import refuse_version2
 
 
 class FailAlloc(click.ParamType):
@@ -111,6 +112,7 @@ def replay_cmd(trace: str, scheme: str, results_path: str, snapshots_path: str,
         tf: Output | None = files.output("--stats", stats_path) if stats_path else None
         files.check()
         ops = read_trace_arg(trace)
+        refuse_version2(ops)  # TraceError, status 2, before any output is opened
         try:  # before any output is opened
             check_trace(ops, max_memory=max_memory, scheme=scheme)
         except OverBudget as e:

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-2.0-only
-"""Trace parsing and whole-trace validation (docs/trace-format.md, version 1).
+"""Trace parsing and whole-trace validation (docs/trace-format.md, versions 1 and 2).
 
 A trace is validated completely before anything runs: a malformed line raises
 TraceError naming the line and the key, and no op is executed.
@@ -36,6 +36,16 @@ Rules, checked line by line in this order (the first problem wins):
   name once per trace, never reused even after ``exit``; every op's ``task``
   must be alive (introduced and not exited) at that line.
 
+- Version 2 (V2_OP_KEYS): ``file`` (``name``, ``pages`` 0..MAX_PAGES),
+  ``truncate`` (``file``, ``pages`` 0..MAX_PAGES), ``exec`` (``task``, alive);
+  ``mmap`` may have ``file``, ``offset`` (0..MAX_PAGES, only with ``file``)
+  and ``shared`` (a boolean); ``prot`` may be ``"rx"``.  File names follow
+  the task-name pattern, are created once by ``file`` and never reused, and
+  every ``file`` key names a file created earlier.  Op.v2 records the first
+  version 2 key of a line (``"op"`` for a version 2 op); trace_version() and
+  first_v2() read it, and refuse_version2() is how the model and the kernel
+  runner decline version 2 until they implement it.
+
 Hostile input (huge numbers, deep nesting, long lines, binary junk) gives
 TraceError, never another exception.
 """
@@ -50,7 +60,7 @@ import re
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 from .consts import ADVICES, MAX_PAGES, PAGE_SIZE, PROTS, WINDOW_END, WINDOW_START
 from .uapi import Advice, Prot
@@ -83,6 +93,13 @@ class Op:
     advice: Advice | None = None
     value: int | None = None
     label: str | None = None
+    # Version 2 (docs/trace-format.md): file names, a page offset, MAP_SHARED.
+    name: str | None = None
+    file: str | None = None
+    offset: int | None = None
+    shared: bool | None = None
+    #: The first version 2 key of this line ("op" for a v2 op), None in version 1.
+    v2: str | None = None
 
     @property
     def model_only(self) -> bool:
@@ -108,6 +125,17 @@ OP_KEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "reclaim": (("pages",), ()),
     "snapshot": (("label",), ()),
 }
+#: Version 2's ops, and mmap with its version 2 keys.
+V2_OP_KEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "mmap": (("task", "addr", "pages", "prot"), ("file", "offset", "shared")),
+    "file": (("name", "pages"), ()),
+    "truncate": (("file", "pages"), ()),
+    "exec": (("task",), ()),
+}
+_ALL_OP_KEYS = {**OP_KEYS, **V2_OP_KEYS}
+#: Ops and mmap keys that make a trace version 2; "rx" is a version 2 prot.
+V2_OPS = ("file", "truncate", "exec")
+V2_KEYS = ("file", "offset", "shared")
 
 #: Longest line accepted; valid ops are far shorter, so this only stops junk.
 MAX_LINE_CHARS = 65536
@@ -117,8 +145,8 @@ MAX_LABEL_CHARS = 256
 _NAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _HEX_RE = re.compile(r"0x[0-9A-Fa-f]+")
 # Values are checked in this order, so the first bad key named is stable.
-_KEY_ORDER = ("task", "child", "addr", "pages", "new_pages", "new_addr",
-              "prot", "advice", "value", "label")
+_KEY_ORDER = ("task", "child", "name", "file", "addr", "pages", "new_pages", "new_addr",
+              "offset", "shared", "prot", "advice", "value", "label")
 _JSON_SPACE = " \t\r\n"
 
 
@@ -232,6 +260,7 @@ class _Liveness:
     def __init__(self) -> None:
         self.introduced: dict[str, int] = {}  # name -> line that introduced it
         self.alive: set[str] = set()
+        self.files: dict[str, int] = {}  # file name -> line that created it
 
     def require_alive(self, line: int, key: str, name: str) -> None:
         if name in self.alive:
@@ -249,20 +278,31 @@ class _Liveness:
         self.introduced[name] = line
         self.alive.add(name)
 
+    def create_file(self, line: int, name: str) -> None:
+        if name in self.files:
+            raise TraceError(line, "name", f'file name "{name}" was already created at line '
+                             f"{self.files[name]}; names are never reused, pick a new one")
+        self.files[name] = line
+
+    def require_file(self, line: int, name: str) -> None:
+        if name not in self.files:
+            raise TraceError(line, "file", f'file "{name}" does not exist here; '
+                             'create it earlier with {"op": "file", "name": ...}')
+
 
 def _parse_object(obj: dict[str, Any], line: int, live: _Liveness) -> Op:
     if "op" not in obj:
         raise TraceError(line, "op", 'missing "op"; every line needs one of: '
-                         + ", ".join(OP_KEYS))
+                         + ", ".join(_ALL_OP_KEYS))
     name = obj["op"]
     if not isinstance(name, str):
         raise TraceError(line, "op", f"op must be a string, got {_describe(name)}")
-    if name not in OP_KEYS:
-        near = difflib.get_close_matches(name[:64], OP_KEYS, n=1)
+    if name not in _ALL_OP_KEYS:
+        near = difflib.get_close_matches(name[:64], _ALL_OP_KEYS, n=1)
         hint = f'did you mean "{near[0]}"? ' if near else ""
         raise TraceError(line, "op", f'unknown op "{_clip(name)}"; {hint}'
-                         "ops are: " + ", ".join(OP_KEYS))
-    required, optional = OP_KEYS[name]
+                         "ops are: " + ", ".join(_ALL_OP_KEYS))
+    required, optional = _ALL_OP_KEYS[name]
     allowed = required + optional
     for key in obj:
         if key != "op" and key not in allowed:
@@ -280,22 +320,37 @@ def _parse_object(obj: dict[str, Any], line: int, live: _Liveness) -> Op:
         if key not in obj:
             continue
         value = obj[key]
-        if key in ("task", "child"):
+        if key in ("task", "child", "name", "file"):
             if not isinstance(value, str) or not _NAME_RE.fullmatch(value):
                 raise TraceError(line, key, f"{key} must be a name of 1 to 64 characters "
                                  f"from A-Z a-z 0-9 _ . -, got {_describe(value)}")
             fields[key] = sys.intern(value)  # one string per name, not per op
         elif key in ("addr", "new_addr"):
             fields[key] = _addr(obj, key, line)
+        elif key == "pages" and name in ("file", "truncate"):
+            fields[key] = _int(obj, key, line, 0, MAX_PAGES)
         elif key in ("pages", "new_pages"):
             fields[key] = _int(obj, key, line, 1, MAX_PAGES)
+        elif key == "offset":
+            if "file" not in obj:
+                raise TraceError(line, key, "offset is a page offset into a file; "
+                                 "it needs file (an anonymous mapping has none)")
+            fields[key] = _int(obj, key, line, 0, MAX_PAGES)
+        elif key == "shared":
+            if not isinstance(value, bool):
+                raise TraceError(line, key, f"shared must be true or false, "
+                                 f"got {_describe(value)}")
+            fields[key] = value
         elif key == "value":
             fields[key] = _int(obj, key, line, 0, 255)
         elif key == "prot":
-            if not isinstance(value, str) or value not in PROTS:
-                raise TraceError(line, key, f"prot must be one of {', '.join(PROTS)}, "
-                                 f"got {_describe(value)}")
-            fields[key] = sys.intern(value)
+            if value == "rx":  # version 2; the model and runner refuse it for now
+                fields[key] = cast(Prot, "rx")
+            elif not isinstance(value, str) or value not in PROTS:
+                raise TraceError(line, key, f"prot must be one of {', '.join(PROTS)} "
+                                 f'(or "rx" in version 2), got {_describe(value)}')
+            else:
+                fields[key] = sys.intern(value)
         elif key == "advice":
             if not isinstance(value, str) or value not in ADVICES:
                 raise TraceError(line, key, f"advice must be one of {', '.join(ADVICES)}, "
@@ -311,6 +366,10 @@ def _parse_object(obj: dict[str, Any], line: int, live: _Liveness) -> Op:
         _check_range(line, base_key, fields[base_key], "new_pages", fields["new_pages"])
 
     # Liveness last: a line is judged on its own form before its context.
+    if name == "file":
+        live.create_file(line, fields["name"])
+    elif "file" in fields:
+        live.require_file(line, fields["file"])
     if name == "spawn":
         live.introduce(line, "task", fields["task"])
     elif "task" in fields:
@@ -319,7 +378,10 @@ def _parse_object(obj: dict[str, Any], line: int, live: _Liveness) -> Op:
             live.introduce(line, "child", fields["child"])
         elif name == "exit":
             live.alive.discard(fields["task"])
-    return Op(line=line, op=name, **fields)
+    v2 = "op" if name in V2_OPS else next((k for k in V2_KEYS if k in fields), None)
+    if v2 is None and fields.get("prot") == "rx":
+        v2 = "prot"
+    return Op(line=line, op=name, v2=v2, **fields)
 
 
 def _label(value: Any, line: int) -> str:
@@ -482,5 +544,37 @@ def load_trace(path: str | os.PathLike[str]) -> list[Op]:
         return read_trace(f, name=os.fspath(path))
 
 
-__all__ = ["MAX_LABEL_CHARS", "MAX_LINE_BYTES", "MAX_LINE_CHARS", "OP_KEYS", "Op",
-           "TraceError", "load_trace", "parse_trace_lines", "read_trace"]
+def first_v2(ops: Iterable[Op]) -> Op | None:
+    """The first op of a version 2 trace that uses version 2; None in version 1."""
+    return next((op for op in ops if op.v2 is not None), None)
+
+
+def trace_version(ops: Iterable[Op]) -> int:
+    """2 if any op or key of version 2 appears (even "shared": false), else 1."""
+    return 1 if first_v2(ops) is None else 2
+
+
+def refuse_version2(ops: Iterable[Op], what: str = "modelled") -> None:
+    """Raise TraceError at the first version 2 line and key: not implemented yet."""
+    op = first_v2(ops)
+    if op is not None:
+        raise TraceError(op.line, op.v2, "version 2 of the trace format (files, shared "
+                         f"memory, exec) is not {what} yet (docs/trace-format.md)")
+
+
+__all__ = [
+    "MAX_LABEL_CHARS",
+    "MAX_LINE_BYTES",
+    "MAX_LINE_CHARS",
+    "OP_KEYS",
+    "V2_KEYS",
+    "V2_OPS",
+    "Op",
+    "TraceError",
+    "first_v2",
+    "load_trace",
+    "parse_trace_lines",
+    "read_trace",
+    "refuse_version2",
+    "trace_version",
+]

@@ -32,7 +32,7 @@ from ..cliutil import (
     say,
 )
 from ..progress import op_progress
-from ..trace import Op
+from ..trace import Op, refuse_version2
 from . import diff, runner
 from .observe import KernelUnavailable
 from .pin import CpuChoice
@@ -97,6 +97,7 @@ def kernel_run_cmd(trace: str, results_path: str, snapshots_path: str | None,
         snapshots_out = files.output("--snapshots", snapshots_path) if snapshots_path else None
         files.check()
         ops = read_trace_arg(trace)
+        refuse_version2(ops, "run on the kernel")  # status 2, before anything runs
         with op_progress("kernel-run", len(ops), enabled=not (quiet or no_progress)) as advance:
             results, snapshots = runner.run_on_kernel(
                 ops, cpu=cpu, wait_lock=wait_lock, on_op=advance,
@@ -130,6 +131,7 @@ def kernel_diff_cmd(trace: str, scheme: str | None, wait_lock: float, as_json: b
 
     def body() -> int:
         ops: list[Op] = read_trace_arg(trace)
+        refuse_version2(ops, "run on the kernel")  # status 2, before anything runs
 
         def run_kernel(prefix: list[Op]) -> tuple[list[dict], list[dict]]:
             with op_progress("kernel run", len(prefix),

@@ -40,7 +40,7 @@ from typing import Any, Self
 
 from ..consts import WINDOW_END, WINDOW_START
 from ..snapshot import canonical_snapshot
-from ..trace import Op
+from ..trace import Op, refuse_version2
 from .observe import KernelUnavailable, Observer, oom_kills, preflight
 from .pin import CpuChoice, choose_cpu
 from .swap import (
@@ -505,6 +505,7 @@ def run_on_kernel(ops: list[Op], *, cpu: int | None = None, lock_path: str = LOC
     on_pin(choice) is told which CPU and why; without it, a trace with swap
     whose CPU could only be a fallback gets a warning on stderr.
     """
+    refuse_version2(ops, "run on the kernel")  # TraceError, before anything runs
     need_swap = any(op.op == "swapon" for op in ops)
     with stop_signals_raise(), KernelRun(cpu=cpu, lock_path=lock_path, wait_lock=wait_lock,
                                          need_swap=need_swap) as run:
