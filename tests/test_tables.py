@@ -72,7 +72,7 @@ def test_table_is_whole_at_width(runs: dict[str, list[dict]], name: str, width: 
                 assert _whole(word, tables), f"{name} at {width}: {key} cell {word!r} not whole"
     # every short header is explained below the table
     legend = text.split("┘")[-1]
-    for c in columns_for(cols, exp.legend):
+    for c in columns_for(cols, exp.column_legend()):
         assert c.meaning, f"{name}: no legend for {c.key}"
         assert re.search(r"^" + re.escape(c.header) + r"\s{2,}\S", legend, re.M), c.header
 

@@ -156,10 +156,7 @@ EXPERIMENT = Experiment(
     columns=("walks", "visited_avg", "visited_max", "listed_avg", "listed_max", "ptes_avg",
              "anon_vmas", "avcs", "rmap_bytes_x86_64", "fork_cost", "cow_cost", "exit_cost",
              "exit_cost_page", "wall_s"),
-    legend={"procs": ("procs", "children forked and alive (N)"),
-            "pages": ("pages", "pages the parent maps and writes"),
-            "cow": ("cow", "share of the pages each child writes (copy-on-write)"),
-            "walks": ("walks", "page_referenced walks: one per present anonymous page"),
+    legend={"walks": ("walks", "page_referenced walks: one per present anonymous page"),
             "visited_avg": ("vis avg", "VMAs (chain entries, mms) a walk examines before it "
                                        "has seen every mapping, average per walk"),
             "visited_max": ("vis max", "the same, most in one walk"),

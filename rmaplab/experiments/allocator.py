@@ -140,14 +140,7 @@ EXPERIMENT = Experiment(
     run=run,
     columns=("madvise_ptes", "reuse_faults", "zero_filled", "discarded", "pswpout",
              "vma_split", "vma_merge", "mmap_sem_write", "wall_s"),
-    legend={"advice": ("advice", "how freed spans are returned: MADV_DONTNEED, the "
-                                 "volatile-ranges VMA flag, MADV_FREE"),
-            "pressure": ("pressure", "memory a competitor touches each round: none, "
-                                     "low (1/4 of the arenas' pages), high (0.6 of them)"),
-            "arenas": ("arenas", "processes, each with an arena"),
-            "spans": ("spans", "spans of 16 pages per arena"),
-            "rounds": ("rounds", "free-and-reuse rounds"),
-            "madvise_ptes": ("madv ptes", "PTEs the madvise calls walk"),
+    legend={"madvise_ptes": ("madv ptes", "PTEs the madvise calls walk"),
             "reuse_faults": ("faults", "page faults when the spans are reused"),
             "zero_filled": ("zeroed", "pages read back as zero on reuse (data dropped)"),
             "discarded": ("discard", "pages discarded (volatile or lazily freed)"),

@@ -71,8 +71,9 @@ class Experiment:
     params: dict[str, list]  # defaults; --param k=v1,v2 overrides
     run: Callable[[str, dict], dict]  # (scheme, params) -> metrics
     columns: Sequence[str]  # metrics shown in the table
-    # a short table header and its meaning (with the unit) per column and
-    # parameter, printed as a legend below the table (table.py)
+    # a short table header and its meaning (with the unit) per metric column,
+    # printed as a legend below the table (table.py); parameters' come from
+    # param_help (column_legend)
     legend: dict[str, tuple[str, str]] = field(default_factory=dict)
     claims: list[Claim] = field(default_factory=list)
     plots: list[Plot] = field(default_factory=list)
@@ -102,6 +103,11 @@ class Experiment:
             if p[key] not in allowed:
                 return f"{key}={p[key]!r}: choose from {', '.join(map(str, allowed))}"
         return self.check(p) if self.check is not None else None
+
+    def column_legend(self) -> dict[str, tuple[str, str]]:
+        """Header and meaning of every column: a parameter's from param_help
+        (its name as the header), a metric's from legend."""
+        return {**{k: (k, v) for k, v in self.param_help.items()}, **self.legend}
 
     def memory_problem(self, scheme: str, p: dict, max_memory: int | None = None,
                        share: int = 1) -> str | None:

@@ -164,9 +164,7 @@ EXPERIMENT = Experiment(
     columns=("throughput_jpm", "wait_share", "wait_anon", "sleep_anon", "wait_ptl",
              "hold_max_us_anon", "queue_max_anon", "hot_anon_queue_avg", "hold_max_us_ptl",
              "trylock_fail", "swap_again", "walk_vmas_avg", "wall_s"),
-    legend={"cpus": ("cpus", "simulated CPUs (K)"),
-            "procs": ("procs", "processes of the forking load (N)"),
-            "throughput_jpm": ("jobs/min", "jobs (fork + COW + exit) per simulated minute"),
+    legend={"throughput_jpm": ("jobs/min", "jobs (fork + COW + exit) per simulated minute"),
             "wait_share": ("spin", "share of CPU time spinning on any lock"),
             "wait_anon": ("spin av", "share of CPU time spinning on the anon lock "
                                      "(anon_vma's or anonmm's)"),
@@ -228,9 +226,7 @@ RACE = Experiment(
     check=lambda p: None if p["pages"] % 4 == 0 else f"pages={p['pages']}: a multiple of 4",
     run=run_race_point,
     columns=("boundaries", "boundaries_open", "misses_open", "misses_any", "missed_at_open"),
-    legend={"vm_lock_rmap": ("vm_lock_rmap", "1: the VM_LOCK_RMAP flag kept, 0: removed"),
-            "pages": ("pages", "pages of the VMA the surgery cuts"),
-            "boundaries": ("bounds", "step boundaries of the surgery walked at"),
+    legend={"boundaries": ("bounds", "step boundaries of the surgery walked at"),
             "boundaries_open": ("reachable", "of them, boundaries the scheme's walk can reach "
                                              "(no lock it takes is held)"),
             "misses_open": ("missed", "PTEs that exist but are not found, at reachable "
@@ -317,9 +313,7 @@ TRYLOCK = Experiment(
              "trylock_fail",
              "refs_unseen", "reclaim_us_per_freed", "reclaim_ms", "freed", "throughput_jpm",
              "wall_s"),
-    legend={"cpus": ("cpus", "simulated CPUs (K)"),
-            "procs": ("procs", "processes of the forking load (N)"),
-            "scanned_per_freed": ("scan/free", "pages reclaim scanned per page it freed"),
+    legend={"scanned_per_freed": ("scan/free", "pages reclaim scanned per page it freed"),
             "walks_per_freed": ("walks/free", "rmap walks (page_referenced and try_to_unmap) "
                                               "per page freed"),
             "swap_again": ("again", "try_to_unmap walks that missed a page_table_lock trylock "

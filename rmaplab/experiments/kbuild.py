@@ -182,11 +182,7 @@ EXPERIMENT = Experiment(
     run=run,
     columns=("avc_to_vma_bytes", "singleton_share", "pte_chains_peak", "rmap_bytes_avg",
              "rmap_bytes_peak", *UPKEEP, "wall_s"),
-    legend={"jobs": ("jobs", "parallel compile jobs (make -j)"),
-            "units": ("units", "compile jobs in the build"),
-            "libs": ("libs", "shared libraries each image maps (four VMAs each)"),
-            "heap_pages": ("heap_pages", "pages of cc1's heap"),
-            "avc_to_vma_bytes": ("avc/vma", "anon_vma_chain bytes / vm_area_struct bytes, "
+    legend={"avc_to_vma_bytes": ("avc/vma", "anon_vma_chain bytes / vm_area_struct bytes, "
                                             "average over the build (published: about 1/3)"),
             "singleton_share": ("single", "share of mapped anonymous pages mapped once, "
                                           "average over the build"),

@@ -221,8 +221,9 @@ def print_report(exp: Experiment, records: Sequence[Record],
     if records and "era" in records[0]:
         fixed.insert(0, f"era={records[0]['era']}")
     title = exp.title + (f" ({', '.join(fixed)})" if fixed else "")
-    table.render(console, title, records, table.columns_for(["scheme", *params], exp.legend),
-                 table.columns_for(exp.columns, exp.legend))
+    legend = exp.column_legend()
+    table.render(console, title, records, table.columns_for(["scheme", *params], legend),
+                 table.columns_for(exp.columns, legend))
     for claim in exp.claims:
         console.print(f"[bold]{escape(claim.text)}[/bold]\n"
                       f"  source:    {escape(cite(claim.ref))}\n"

@@ -178,14 +178,7 @@ EXPERIMENT = Experiment(
     check=_check,
     run=run,
     columns=("slots", "mms", "ptes", "swapoff_s", "wall_s"),
-    legend={"procs": ("procs", "processes in the fork tree (N)"),
-            "shape": ("shape", "fork tree: chain, fan (all children of one parent) or tree "
-                               "(8 children each)"),
-            "unuse": ("unuse", "try_to_unuse: 2004 (slot by slot round mmlist) or 2019 (one "
-                               "pass over each mm's page tables)"),
-            "pages": ("pages", "pages the parent pages out"),
-            "writes": ("writes", "pages each child writes and pages out"),
-            "slots": ("slots", "swap slots in use before swapoff"),
+    legend={"slots": ("slots", "swap slots in use before swapoff"),
             "mms": ("mms", "mms swapoff visits"),
             "ptes": ("ptes", "PTEs swapoff looks at (unuse_pte_range)"),
             "swapoff_s": ("swapoff s", "host time of the swapoff, seconds")},
